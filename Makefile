@@ -1,0 +1,58 @@
+# The front door. Every target sets up what it needs: a local virtual environment (.venv) from pyproject.toml,
+# the project's Jupyter kernel, and Fashion-MNIST (Debian's dataset-fashion-mnist when run as root on Debian).
+#   make test              the whole test suite (math, tiny-model smoke, notebooks in the smoke profile)
+#   make reproduce         every artifact at the tiny profile into results/ (incremental)
+#   make reproduce-t2i     one artifact; see README for the list
+#   make lab               JupyterLab on the project's kernel
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: all venv data test test-fast reproduce reproduce-t2i reproduce-table3 reproduce-table1 reproduce-fig3 \
+        reproduce-table7 lab clean-results
+
+all: reproduce
+
+# (Re)install when pyproject.toml changes. pip takes torch 2.14.1 / torchvision 0.29.1 (pinned in pyproject).
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m ipykernel install --sys-prefix --name crossflow --display-name "Python (crossflow)" >/dev/null
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Fashion-MNIST: the Debian package when we may install it; otherwise the code searches data.fashion_root,
+# $$CROSSFLOW_FASHION_MNIST and a download, and says exactly how to get it if all fail.
+data:
+	@if [ ! -d $(FMNIST) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian package dataset-fashion-mnist"; \
+	  (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) || \
+	  echo "could not install dataset-fashion-mnist; see README (Data)"; \
+	fi
+
+test: venv data
+	$(PY) -m pytest -q
+
+test-fast: venv data
+	$(PY) -m pytest -q -m "not slow"
+
+reproduce: reproduce-t2i
+
+reproduce-t2i: venv data
+	$(PY) -m reproduce.run t2i
+
+reproduce-table3 reproduce-table1 reproduce-fig3 reproduce-table7: venv
+	@echo "$@: not built yet (see the open issues); 'make reproduce-t2i' is available." && exit 1
+
+lab: venv data
+	$(PY) -m pip install --quiet -e ".[lab]"
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-results:
+	rm -rf results/*/

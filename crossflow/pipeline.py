@@ -1,0 +1,25 @@
+"""High-level calls the notebooks use: captions in, images out."""
+from __future__ import annotations
+
+import torch
+
+from .config import Config
+from .encoders import decode_latents, embed_captions
+from .features import autoencoder_for
+from .sampling import generate
+
+
+def text_to_image(model, cfg: Config, captions: list[str], *, scale: float | None = None, steps: int | None = None,
+                  seed: int = 0, guide=None, batch_size: int = 64) -> torch.Tensor:
+    """Generate one image per caption: float (B, 3, H, W) in [0, 1]. Defaults from ``cfg.sample``."""
+    scale = cfg.sample.cfg_scale if scale is None else scale
+    steps = cfg.sample.steps if steps is None else steps
+    x, mask = embed_captions(list(captions) + [""], cfg.text)
+    null_x, null_mask = x[-1:], mask[-1:]
+    vae, vae_scale, _ = autoencoder_for(cfg)
+    out = []
+    for i in range(0, len(captions), batch_size):
+        z1, _ = generate(model, x[i:i + batch_size], mask[i:i + batch_size], scale=scale, steps=steps,
+                         solver=cfg.sample.solver, seed=seed + i, null_x=null_x, null_mask=null_mask, guide=guide)
+        out.append(decode_latents(vae, z1, vae_scale))
+    return torch.cat(out)

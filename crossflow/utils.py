@@ -1,0 +1,64 @@
+"""Small shared helpers: the cache folder, atomic writes, stable hashes."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir(*parts: str) -> Path:
+    """Where derived data lives (scenes, embeddings, latents, evaluator weights).
+
+    ``$CROSSFLOW_CACHE`` if set, else ``<repo>/.cache/crossflow``. Nothing is written outside it.
+    """
+    root = Path(os.environ.get("CROSSFLOW_CACHE", REPO_ROOT / ".cache" / "crossflow"))
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def stable_hash(obj, n: int = 12) -> str:
+    """Hash of a JSON-able object (e.g. a config dict), stable across runs and machines."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to ``path``; it replaces ``path`` only if the block succeeds.
+
+    A crash mid-write leaves the old file (or nothing) in place, never half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
