@@ -92,6 +92,10 @@ def prepare_features(cfg: Config, split: str = "train", progress: bool = True) -
             save_file({"z1": z1.contiguous()}, str(tmp))
     captions = scenes.unique_captions()
     x, mask = embed_captions(captions + [""], cfg.text)          # the last row is the empty prompt
-    return Features(x=x[:-1], mask=mask[:-1], caption_index=torch.from_numpy(scenes.caption_index(captions)),
-                    z1=z1, pixels=torch.from_numpy(np.ascontiguousarray(scenes.images)),
-                    null_x=x[-1:], null_mask=mask[-1:], captions=captions)
+    # fresh, aligned copies: tensors loaded from the cache are views into a file buffer, and SIMD reductions
+    # over differently aligned memory can differ in the last bit, which would break exact resumption.
+    own = lambda t: t.clone(memory_format=torch.contiguous_format)  # noqa: E731
+    return Features(x=own(x[:-1]), mask=own(mask[:-1]),
+                    caption_index=torch.from_numpy(scenes.caption_index(captions)), z1=own(z1),
+                    pixels=own(torch.from_numpy(scenes.images)), null_x=own(x[-1:]), null_mask=own(mask[-1:]),
+                    captions=captions)

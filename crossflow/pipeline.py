@@ -15,7 +15,7 @@ def text_to_image(model, cfg: Config, captions: list[str], *, scale: float | Non
     scale = cfg.sample.cfg_scale if scale is None else scale
     steps = cfg.sample.steps if steps is None else steps
     x, mask = embed_captions(list(captions) + [""], cfg.text)
-    null_x, null_mask = x[-1:], mask[-1:]
+    x, mask, null_x, null_mask = x[:-1], mask[:-1], x[-1:], mask[-1:]      # the last row is the empty prompt
     vae, vae_scale, _ = autoencoder_for(cfg)
     out = []
     for i in range(0, len(captions), batch_size):

@@ -95,6 +95,10 @@ def _step_generator(seed: int, step: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step) * 97 + int(stream))
 
 
+def _without_steps(d: dict) -> dict:
+    return {**d, "train": {k: v for k, v in d["train"].items() if k != "steps"}}
+
+
 def _read_history(path: Path, upto: int) -> list[dict]:
     if not path.exists():
         return []
@@ -129,9 +133,9 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
     start, spent, ckpt_path, log_path = 0, 0.0, out_dir / CKPT, out_dir / "metrics.jsonl"
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt["config"] != to_dict(cfg):
-            raise ValueError(f"{ckpt_path} was written by a different config; use another out_dir, "
-                             f"or resume=False to start over")
+        if _without_steps(ckpt["config"]) != _without_steps(to_dict(cfg)):
+            raise ValueError(f"{ckpt_path} was written by a different config (only train.steps may change "
+                             f"on resume); use another out_dir, or resume=False to start over")
         model.load_state_dict(ckpt["model"]), ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"]), sched.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["rng"]["torch"]), np.random.set_state(ckpt["rng"]["numpy"])

@@ -18,7 +18,7 @@ class ImageTower(nn.Module):
         layers, c, side = [], 3, image_size
         while side > 4:                                                  # stride-2 convs down to 4x4
             layers += [nn.Conv2d(c, width, 3, 2, 1), nn.GroupNorm(8, width), nn.SiLU()]
-            c, side, width = width, side // 2, min(width * 2, 256)
+            c, side, width = width, (side + 1) // 2, min(width * 2, 256)   # ceil: stride 2, padding 1
         self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * side * side, out_dim))
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)))
 

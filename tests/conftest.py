@@ -1,0 +1,35 @@
+"""Shared fixtures: an isolated cache for the whole session, Fashion-MNIST (real or synthetic), smoke features."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from crossflow.data import fashion_mnist as fm
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_env(tmp_path_factory):
+    """Tests never write to the repo's cache; subprocesses (notebooks, accelerate) inherit these variables."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CROSSFLOW_CACHE", str(tmp_path_factory.mktemp("crossflow-cache")))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.setenv("TRANSFORMERS_OFFLINE", "1")
+    mp.setenv("TOKENIZERS_PARALLELISM", "false")
+    root = fm.DEBIAN_DIR if fm._complete(fm.DEBIAN_DIR) else fm.write_idx_fixture(
+        tmp_path_factory.mktemp("fmnist"), n_train=600, n_test=200)
+    mp.setenv(fm.ENV_VAR, str(root))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def smoke_cfg():
+    from crossflow.config import get_config
+    return get_config("smoke")
+
+
+@pytest.fixture(scope="session")
+def smoke_features(smoke_cfg):
+    from crossflow.features import prepare_features
+    return prepare_features(smoke_cfg, progress=False)

@@ -1,0 +1,185 @@
+"""Tier 2: tiny-model smoke training, checkpoints, resume after a kill, errors, two-process data parallelism."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+
+from crossflow.config import get_config
+from crossflow.models import count_parameters
+from crossflow.pipeline import text_to_image
+from crossflow.train import CKPT, NonFiniteLossError, load_model, train
+
+pytestmark = pytest.mark.slow
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_smoke_training_learns_and_samples(smoke_cfg, smoke_features, tmp_path):
+    cfg = smoke_cfg.replace({"train.steps": 60, "train.log_every": 10})
+    result = train(cfg, smoke_features, tmp_path / "run", progress=False)
+    fm = [r["fm"] for r in result.history]
+    assert len(result.history) == 6 and all(math.isfinite(v) for v in fm)
+    assert fm[-1] < fm[0], f"flow-matching loss did not decrease: {fm}"
+    assert {"loss", "fm", "enc", "kl", "lr"} <= set(result.history[-1])
+    # metrics log and resolved config are on disk
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20, 30, 40, 50, 60]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["steps"] == 60
+    images = text_to_image(result.model, cfg, ["a red sandal", "two blue bags"], steps=3, scale=2.0)
+    assert images.shape == (2, 3, cfg.data.image_size, cfg.data.image_size)
+    assert images.min() >= 0 and images.max() <= 1 and torch.isfinite(images).all()
+
+
+def test_checkpoint_round_trip(smoke_cfg, smoke_features, tmp_path):
+    result = train(smoke_cfg, smoke_features, tmp_path, progress=False)
+    ckpt = torch.load(tmp_path / CKPT, weights_only=False)
+    assert {"model", "ema", "optimizer", "scheduler", "step", "rng", "config", "dims", "code_version",
+            "train_seconds"} <= set(ckpt)
+    assert ckpt["step"] == smoke_cfg.train.steps
+    model, cfg, _ = load_model(tmp_path)                          # rebuilt from the checkpoint alone
+    assert cfg == smoke_cfg
+    assert _same_weights(model, result.model)
+    raw, _, _ = load_model(tmp_path, ema=False)
+    assert _same_weights(raw, result.raw_model)
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()), "a temporary file was left behind"
+
+
+def test_resume_after_graceful_stop_is_exact(smoke_cfg, smoke_features, tmp_path):
+    full = train(smoke_cfg, smoke_features, tmp_path / "full", progress=False)
+    part = train(smoke_cfg, smoke_features, tmp_path / "part", stop_at=10, progress=False)
+    assert part.step == 10
+    resumed = train(smoke_cfg, smoke_features, tmp_path / "part", progress=False)
+    assert resumed.step == smoke_cfg.train.steps
+    assert _same_weights(full.raw_model, resumed.raw_model)
+    assert _same_weights(full.model, resumed.model)              # EMA too
+    assert [r["step"] for r in resumed.history] == [r["step"] for r in full.history]
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    from crossflow.config import get_config
+    from crossflow.features import prepare_features
+    from crossflow.train import train
+    cfg = get_config("smoke", {"train.steps": 100000, "train.ckpt_every": 10})
+    train(cfg, prepare_features(cfg, progress=False), sys.argv[1], progress=False)
+""")
+
+
+def test_killed_run_resumes_to_the_same_weights(smoke_features, tmp_path):
+    """SIGKILL a training process after its first checkpoint, resume, compare with an uninterrupted run."""
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(run)])
+    try:
+        deadline = time.time() + 240
+        while not (run / CKPT).exists():
+            assert proc.poll() is None, "training process died before its first checkpoint"
+            assert time.time() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.2)
+        time.sleep(1.0)                                           # let it run past the checkpoint
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = torch.load(run / CKPT, weights_only=False)["step"]
+    assert done % 10 == 0 and done >= 10
+    final = done + 10
+    cfg = get_config("smoke", {"train.steps": final, "train.ckpt_every": 10})
+    resumed = train(cfg, smoke_features, run, progress=False)
+    reference = train(cfg, smoke_features, tmp_path / "reference", progress=False)
+    assert _same_weights(reference.raw_model, resumed.raw_model)
+    assert _same_weights(reference.model, resumed.model)
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == final, "log lines past the checkpoint were not dropped"
+
+
+def test_resume_refuses_a_different_config(smoke_cfg, smoke_features, tmp_path):
+    train(smoke_cfg.replace({"train.steps": 5}), smoke_features, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="different config"):
+        train(smoke_cfg.replace({"train.steps": 5, "train.lr": 0.5}), smoke_features, tmp_path, progress=False)
+
+
+def test_nan_loss_stops_with_a_clear_error(smoke_cfg, smoke_features, tmp_path):
+    bad = replace(smoke_features, z1=torch.full_like(smoke_features.z1, float("nan")))
+    with pytest.raises(NonFiniteLossError, match="train.lr"):
+        train(smoke_cfg, bad, tmp_path, progress=False)
+    assert not (tmp_path / CKPT).exists()
+
+
+def test_baseline_and_ablation_variants_train(smoke_cfg, smoke_features, tmp_path):
+    """One training path serves CrossFlow, its Table 3 variants and the noise + cross-attention baseline."""
+    variants = {
+        "baseline": {"objective.source": "noise", "flow.cross_attention": True},
+        "deterministic": {"text_ve.kind": "deterministic", "objective.enc_loss": "none"},
+        "noise": {"text_ve.kind": "noise"},
+        "tt_recon": {"objective.enc_loss": "tt_recon"},
+        "tt_contrastive": {"objective.enc_loss": "tt_contrastive", "objective.kl_form": "paper"},
+    }
+    for name, over in variants.items():
+        cfg = smoke_cfg.replace({**over, "train.steps": 3})
+        result = train(cfg, smoke_features, tmp_path / name, progress=False)
+        assert math.isfinite(result.history[-1]["loss"]), name
+        images = text_to_image(result.model, cfg, ["a red sandal"], steps=2, scale=1.5)
+        assert torch.isfinite(images).all(), name
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    from accelerate import Accelerator
+    from crossflow.config import get_config
+    from crossflow.features import prepare_features
+    from crossflow.train import train
+    acc = Accelerator(cpu=True)
+    cfg = get_config("smoke", {"train.steps": 6})
+    out = sys.argv[1]
+    result = train(cfg, prepare_features(cfg, progress=False), out, progress=False, accelerator=acc)
+    flat = torch.cat([p.detach().flatten() for p in result.raw_model.parameters()])
+    torch.save({"world": acc.num_processes, "flat": flat}, f"{out}/rank{acc.process_index}.pt")
+""")
+
+
+def test_two_cpu_processes_data_parallel(smoke_features, tmp_path):
+    """`accelerate launch --num_processes 2 --cpu` runs the unchanged loop; both replicas end identical."""
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    out = tmp_path / "ddp"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+           "--cpu", "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    r0, r1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
+    assert r0["world"] == r1["world"] == 2
+    assert torch.allclose(r0["flat"], r1["flat"]), "replicas diverged: gradients were not synchronised"
+    assert torch.load(out / CKPT, weights_only=False)["step"] == 6
+
+
+def test_paper_preset_one_step_at_reduced_width(smoke_features, tmp_path):
+    """The paper recipe's structure (SD-VAE-like factor 8, 3 VE reductions, patch 2, bf16) at reduced width."""
+    cfg = get_config("paper", {
+        "data.source": "scenes", "data.image_size": 64, "data.num_train": 64, "data.num_test": 16,
+        "text.model": "minilm",                                       # CLIP cannot be downloaded here
+        "autoencoder.pretrained": None, "autoencoder.block_out_channels": (8, 8, 16, 16),
+        "autoencoder.steps": 2, "autoencoder.scaling_factor": None,
+        "text_ve.width": 64, "text_ve.depth": 1, "text_ve.heads": 4, "text_ve.ffn": 64,
+        "flow.width": 64, "flow.depth": 2, "flow.heads": 4,
+        "train.steps": 1, "train.batch_size": 8,
+    })
+    from crossflow.features import prepare_features
+    feats = prepare_features(cfg, progress=False)
+    assert feats.z1.shape[1:] == (4, 8, 8) and feats.x.shape[1] == 77
+    result = train(cfg, feats, tmp_path, progress=False)
+    assert result.step == 1 and math.isfinite(result.history[-1]["loss"])
+    assert count_parameters(result.model.net) > 0
