@@ -43,9 +43,12 @@ class DataConfig:
     num_train: int = 12000              # number of training scenes [open]
     num_test: int = 1000                # number of test scenes (items from Fashion-MNIST's own test split)
     captions_per_scene: int = 4         # template captions per scene, spread over GenEval's six tasks
+    # Fashion-MNIST classes in use [open]: the six that a small judge tells apart at 14 px with >97% accuracy;
+    # shirt / pullover / coat and sneaker are left out because they are confused with t-shirt and sandal.
+    classes: tuple = ("t-shirt", "trouser", "dress", "sandal", "bag", "ankle boot")
     colors: tuple = ("red", "green", "blue", "yellow", "magenta", "white")   # tint palette [open]
     # colour-class pairs that never occur in training scenes, to measure compositional generalisation [open]
-    heldout: tuple = (("red", "trouser"), ("blue", "bag"), ("green", "sneaker"), ("yellow", "dress"))
+    heldout: tuple = (("red", "trouser"), ("blue", "bag"), ("green", "sandal"), ("yellow", "dress"))
     seed: int = 0
     fashion_root: Optional[str] = None  # folder with the four Fashion-MNIST idx(.gz) files; None = search
     coco_annotations: Optional[str] = None  # captions_*.json, when source == "coco"
@@ -67,7 +70,7 @@ class AutoencoderConfig:
     block_out_channels: tuple = (16, 32, 32)   # 3 blocks -> downsampling factor 4; small for CPU [open]
     layers_per_block: int = 1
     latent_channels: int = 4            # [code] SD-VAE latent channels
-    steps: int = 1200                   # ~3 min on 2 CPU cores at batch 32
+    steps: int = 1000                   # ~3 min on 2 CPU cores at batch 32
     batch_size: int = 32
     lr: float = 1e-3
     kl_weight: float = 1e-6             # KL of the AE posterior; small, as in LDM's f=4 KL autoencoders [open]
@@ -116,7 +119,7 @@ class ObjectiveConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1500
+    steps: int = 1400                   # ~13 min at tiny on 2 CPU cores [open]; [paper] 300K
     batch_size: int = 64
     lr: float = 1e-3                    # [paper] 1e-4 at batch 1024; small CPU models train faster higher [open]
     betas: tuple = (0.9, 0.9)           # [paper] AdamW betas

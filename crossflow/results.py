@@ -58,20 +58,20 @@ def sample_grid(images: torch.Tensor | np.ndarray, captions: list[str], ncol: in
     imgs = images.permute(0, 2, 3, 1).cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
     n = len(imgs)
     nrow = int(np.ceil(n / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * scale, nrow * (scale + 0.45)), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * scale, nrow * (scale + 0.6)), squeeze=False,
+                             gridspec_kw={"hspace": 0.55})
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, img) in enumerate(zip(axes.flat, imgs)):
         ax.imshow(np.clip(img, 0, 1) if img.dtype != np.uint8 else img, interpolation="nearest")
-        ax.set_title(_wrap(captions[i], 22), fontsize=6.5, y=-0.02, va="top",
-                     color="crimson" if marks and marks[i] else "black")
+        ax.text(0.5, -0.03, _wrap(captions[i], 22), transform=ax.transAxes, ha="center", va="top",
+                fontsize=6.5, color="crimson" if marks and marks[i] else "black", clip_on=False)
         if marks and marks[i]:
             ax.axis("on"), ax.set_xticks([]), ax.set_yticks([])
             for s in ax.spines.values():
                 s.set_color("crimson"), s.set_linewidth(2)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 

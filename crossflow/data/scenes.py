@@ -232,7 +232,18 @@ def scene_captions(items: Sequence[Item], task: str, k: int, rng: np.random.Gene
 # Choosing scene contents
 # ----------------------------------------------------------------------------------------------------------
 
+def class_ids(cfg: DataConfig) -> list[int]:
+    """Fashion-MNIST label indices of the classes in use (``data.classes``)."""
+    return [CLASS_NAMES.index(name) for name in cfg.classes]
+
+
 def _validate(cfg: DataConfig) -> None:
+    bad = [c for c in cfg.classes if c not in CLASS_NAMES]
+    if bad or not cfg.classes:
+        raise ValueError(f"data.classes has unknown class(es) {bad}; known: {CLASS_NAMES}")
+    unused = [p for p in cfg.heldout if len(p) == 2 and p[1] not in cfg.classes]
+    if unused:
+        raise ValueError(f"data.heldout names classes not in data.classes: {unused}")
     unknown = [c for c in cfg.colors if c not in COLORS]
     if unknown:
         raise ValueError(f"data.colors has unknown colour(s) {unknown}; known: {sorted(COLORS)}")
@@ -306,7 +317,7 @@ def make_prompt_suite(cfg: DataConfig, n: int = 48, seed: int = 0) -> list[Promp
     """
     _validate(cfg)
     rng = np.random.default_rng([seed, 2])
-    all_pairs = [(c, k) for c in cfg.colors for k in range(len(CLASS_NAMES))]
+    all_pairs = [(c, k) for c in cfg.colors for k in class_ids(cfg)]
     tasks = scene_tasks(cfg)
     held = heldout_pairs(cfg)
     specs: list[PromptSpec] = []
@@ -366,8 +377,8 @@ def render_scene(items: Sequence[Item], cfg: DataConfig, item_images: np.ndarray
 # Building a split (cached)
 # ----------------------------------------------------------------------------------------------------------
 
-_SCENE_FIELDS = ("image_size", "grid", "item_size", "max_items", "captions_per_scene", "colors", "heldout",
-                 "seed")
+_SCENE_FIELDS = ("image_size", "grid", "item_size", "max_items", "captions_per_scene", "classes", "colors",
+                 "heldout", "seed")
 
 
 def _generate_scenes(cfg: DataConfig, split: str, images: np.ndarray, labels: np.ndarray) -> SceneSet:
@@ -376,7 +387,7 @@ def _generate_scenes(cfg: DataConfig, split: str, images: np.ndarray, labels: np
     n = cfg.num_train if split == "train" else cfg.num_test
     tasks = scene_tasks(cfg)
     held = set(heldout_pairs(cfg))
-    all_pairs = [(c, k) for c in cfg.colors for k in range(len(CLASS_NAMES))]
+    all_pairs = [(c, k) for c in cfg.colors for k in class_ids(cfg)]
     allowed = all_pairs if split == "test" else [p for p in all_pairs if p not in held]
     if not allowed:
         raise ValueError("data.heldout removes every colour-class pair from training")
@@ -390,7 +401,7 @@ def _generate_scenes(cfg: DataConfig, split: str, images: np.ndarray, labels: np
 
     by_class = [np.flatnonzero(labels == k) for k in range(len(CLASS_NAMES))]
     for k, pool in enumerate(by_class):
-        if not len(pool):
+        if k in class_ids(cfg) and not len(pool):
             raise ValueError(f"Fashion-MNIST {split} split has no image of class {k} ({CLASS_NAMES[k]})")
 
     all_items, all_captions, all_tasks, picks = [], [], [], []
