@@ -130,7 +130,7 @@ class TrainConfig:
     log_every: int = 25
     ckpt_every: int = 500
     seed: int = 0
-    mixed_precision: str = "no"         # accelerate: "no" | "bf16" | "fp16" ([paper] bf16)
+    mixed_precision: str = "no"         # "no" | "bf16" (autocast; [paper] bf16)
 
 
 @dataclass(frozen=True)
@@ -262,7 +262,7 @@ _CHOICES = {
     ("objective", "source"): ("text", "noise"),
     ("objective", "kl_form"): ("code", "paper"),
     ("objective", "enc_loss"): ("it_contrastive", "tt_contrastive", "tt_recon", "none"),
-    ("train", "mixed_precision"): ("no", "bf16", "fp16"),
+    ("train", "mixed_precision"): ("no", "bf16"),
     ("sample", "solver"): ("euler", "dopri5"),
     ("", "profile"): ("smoke", "tiny", "paper", "custom"),
 }

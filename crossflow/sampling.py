@@ -106,13 +106,22 @@ def generate(model, x: torch.Tensor, mask: torch.Tensor, *, scale: float = 1.0, 
     model.eval()
     if model.text_ve is not None:
         z0 = model.text_ve.encode(x, mask, g)[0]
-        if guide is not None:
-            v, passes = autoguidance(model.net, guide.net, scale), (1 if scale == 1.0 else 2)
-        else:
-            v, passes = indicator_cfg(model.net, scale), (1 if scale == 1.0 else 2)
+        return generate_from_z0(model, z0, scale=scale, steps=steps, solver=solver, guide=guide)
+    z0 = torch.randn((x.shape[0], *model.net.latent_shape), generator=g)
+    v = text_cfg(model.net, x, mask, null_x, null_mask, scale)
+    counter = NFECounter(v, 1 if scale == 1.0 else 2)
+    return solve(counter, z0, solver, steps), counter.nfe
+
+
+@torch.no_grad()
+def generate_from_z0(model, z0: torch.Tensor, *, scale: float = 1.0, steps: int = 50, solver: str = "euler",
+                     guide=None):
+    """Integrate CrossFlow's ODE from given text latents z0 (interpolations, arithmetic). Returns (z1, nfe)."""
+    model.eval()
+    if guide is not None:
+        v = autoguidance(model.net, guide.net, scale)
     else:
-        z0 = torch.randn((x.shape[0], *model.net.latent_shape), generator=g)
-        v = text_cfg(model.net, x, mask, null_x, null_mask, scale)
-        passes = 1 if scale == 1.0 else 2
+        v = indicator_cfg(model.net, scale)
+    passes = 1 if scale == 1.0 else 2
     counter = NFECounter(v, passes)
     return solve(counter, z0, solver, steps), counter.nfe

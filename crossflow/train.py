@@ -116,7 +116,10 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
 
     tc = cfg.train
     out_dir = Path(out_dir)
-    acc = accelerator or Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=tc.mixed_precision)
+    # Mixed precision is applied by our own autocast (below), not by the Accelerator, so that runs with different
+    # configs can follow each other in one process (accelerate's state is a process-wide singleton).
+    acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    amp = {"device_type": acc.device.type, "dtype": torch.bfloat16, "enabled": tc.mixed_precision == "bf16"}
     rank, world = acc.process_index, acc.num_processes
     if tc.batch_size % world:
         raise ValueError(f"train.batch_size={tc.batch_size} is not divisible by the {world} processes")
@@ -161,7 +164,7 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
         g = _step_generator(tc.seed, step, 0)
         batch = feats.batch(g, tc.batch_size, slice(rank * local_bs, (rank + 1) * local_bs))
         torch.manual_seed(tc.seed * 1_000_003 + step * 97 + 1 + rank)   # dropout
-        with acc.autocast():
+        with torch.autocast(**amp):
             loss, terms = model(batch, _step_generator(tc.seed, step, 1 + rank))
         if not torch.isfinite(loss):
             raise NonFiniteLossError(

@@ -6,6 +6,7 @@ import math
 import torch.nn as nn
 
 from ..config import Config
+from ..flow import compute_loss
 from .flow_transformer import FlowTransformer
 from .text_ve import TextVE
 from .towers import ImageTower, TextDecoder, TextTower
@@ -32,5 +33,4 @@ class CrossFlow(nn.Module):
             self.text_decoder = TextDecoder(numel, text_dim, n_tokens)
 
     def forward(self, batch, generator=None):
-        from ..flow import compute_loss
         return compute_loss(self, batch, self.cfg.objective, generator)
