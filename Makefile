@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: all venv data test test-fast reproduce reproduce-t2i reproduce-table3 reproduce-table1 reproduce-fig3 \
-        reproduce-table7 lab clean-results
+        reproduce-table7 reproduce-evaluators reproduce-fig4 reproduce-table8 reproduce-table10 lab clean-results
 
 all: reproduce
 
@@ -42,12 +42,29 @@ test: venv data
 test-fast: venv data
 	$(PY) -m pytest -q -m "not slow"
 
-reproduce: reproduce-t2i
+reproduce: reproduce-t2i reproduce-evaluators reproduce-table7 reproduce-fig4 reproduce-table8 reproduce-table10
 
 reproduce-t2i: venv data
 	$(PY) -m reproduce.run t2i
 
-reproduce-table3 reproduce-table1 reproduce-fig3 reproduce-table7: venv
+reproduce-evaluators: venv data
+	$(PY) -m reproduce.run evaluators
+
+# reuses the tiny text-to-image run (runs/t2i-tiny) and the cached evaluators
+reproduce-table7: venv data reproduce-t2i reproduce-evaluators
+	$(PY) -m reproduce.run table7
+
+# Figure 4, Figures 5/6 + Table 8, Table 10 reuse the text-to-image run and the evaluators
+reproduce-fig4: venv data reproduce-t2i reproduce-evaluators
+	$(PY) -m reproduce.run fig4
+
+reproduce-table8: venv data reproduce-t2i reproduce-evaluators
+	$(PY) -m reproduce.run table8
+
+reproduce-table10: venv data reproduce-t2i
+	$(PY) -m reproduce.run table10
+
+reproduce-table3 reproduce-table1 reproduce-fig3: venv
 	@echo "$@: not built yet (see the open issues); 'make reproduce-t2i' is available." && exit 1
 
 lab: venv data

@@ -177,9 +177,10 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
             acc.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
         sched.step()
+        decay = min(tc.ema_decay, (1 + step) / (10 + step)) if tc.ema_warmup else tc.ema_decay
         with torch.no_grad():                             # EMA of all weights (Text VE, net, towers)
             for pe, pm in zip(ema.parameters(), acc.unwrap_model(model).parameters()):
-                pe.lerp_(pm.detach(), 1 - tc.ema_decay)
+                pe.lerp_(pm.detach(), 1 - decay)
 
         done = step + 1
         if done % tc.log_every == 0 or done == end:

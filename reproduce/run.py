@@ -23,13 +23,62 @@ ROOT = Path(__file__).resolve().parent.parent
 # artifact -> (notebook, what it reproduces)
 ARTIFACTS = {
     "t2i": ("notebooks/01_text_to_image.ipynb", "Foundation: tiny CrossFlow text-to-image samples (Figure 1 analogue)"),
+    "evaluators": ("notebooks/02_evaluators.ipynb", "Evaluation suite: domain FID, CLIP score, GenEval judge + validation"),
+    "table7": ("notebooks/03_table7_geneval.ipynb", "Table 7 (GenEval per task) and Table 2's CrossFlow row (FID, GenEval)"),
+    "fig4": ("notebooks/04_fig4_interpolation.ipynb", "Figure 4: text-latent interpolation, with smoothness numbers"),
+    "table8": ("notebooks/05_table8_arithmetic.ipynb", "Figures 5/6 and Table 8: latent arithmetic and its success rate"),
+    "table10": ("notebooks/06_table10_compression.ipynb", "Table 10: text compression (per-token cosine reconstruction)"),
 }
 
 
+def _project_imports(source: str, package: str | None) -> set[str]:
+    """Names of this project's modules that Python ``source`` imports (absolute or relative, lazy ones too)."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            names |= {base} | {f"{base}.{a.name}" for a in node.names}   # `from pkg import submodule`
+    return {n for n in names if n.split(".")[0] in ("crossflow", "reproduce")}
+
+
+def _module_file(name: str) -> Path | None:
+    path = ROOT.joinpath(*name.split("."))
+    for f in (path / "__init__.py", path.with_suffix(".py")):
+        if f.exists():
+            return f
+    return None
+
+
+def library_files(notebook: Path) -> list[Path]:
+    """The project's source files a notebook depends on: its imports, followed transitively."""
+    cells = json.loads(notebook.read_text())["cells"]
+    code = "\n".join(line for c in cells if c["cell_type"] == "code" for line in "".join(c["source"]).splitlines()
+                     if not line.lstrip().startswith(("%", "!")))          # IPython magics are not Python
+    todo, seen = list(_project_imports(code, None)), set()
+    while todo:
+        parts = todo.pop().split(".")
+        for i in range(1, len(parts) + 1):                                # a.b.c also runs a/ and a/b/__init__
+            mod = ".".join(parts[:i])
+            f = _module_file(mod)
+            if f is not None and f not in seen:
+                seen.add(f)
+                package = mod if f.name == "__init__.py" else mod.rpartition(".")[0]
+                todo += _project_imports(f.read_text(), package)
+    return sorted(seen)
+
+
 def inputs_hash(notebook: Path, params: dict) -> str:
+    """Hash of what an artifact depends on: its notebook, the library files it imports, pyproject, parameters.
+
+    A change elsewhere in the library (another artifact's code) does not make this artifact stale.
+    """
     h = hashlib.sha256()
-    files = [notebook, ROOT / "pyproject.toml", Path(__file__)] + sorted((ROOT / "crossflow").rglob("*.py"))
-    for f in files:
+    for f in [notebook, ROOT / "pyproject.toml", *library_files(notebook)]:
         h.update(str(f.relative_to(ROOT)).encode())
         h.update(f.read_bytes())
     h.update(json.dumps(params, sort_keys=True).encode())

@@ -1,0 +1,111 @@
+"""Paper-vs-ours tables, generated from metrics.json files (never from printed output).
+
+    rows = [paper_row("Table 7", "GenEval overall", "CrossFlow", paper=0.55, paper_metric="GenEval",
+                      ours=values_from(["results/table7/metrics.json"], "metrics.geneval.overall"),
+                      our_metric="GenEval-domain", profile="tiny")]
+    write_table(rows, "results/table7", "paper_vs_ours")      # -> paper_vs_ours.csv, paper_vs_ours.md
+
+A row holds the paper's value and metric name beside ours (mean +- std when there are several seeds) and our
+metric's name: the two are often different measurements (see reproduce.paper_numbers.METRIC_NOTES).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+COLUMNS = ("artifact", "quantity", "method", "paper", "paper_metric", "ours", "ours_n", "our_metric", "profile",
+           "verdict", "note")
+
+
+def get_dotted(d: Mapping, key: str):
+    """``get_dotted(m, "metrics.geneval.overall")``; KeyError names the missing part."""
+    node = d
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise KeyError(f"'{key}': no '{part}' (have {sorted(node) if isinstance(node, Mapping) else node!r})")
+        node = node[part]
+    return node
+
+
+def values_from(paths: Sequence, key: str) -> list[float]:
+    """The value at ``key`` in each metrics.json of ``paths`` (one per seed)."""
+    return [float(get_dotted(json.loads(Path(p).read_text()), key)) for p in paths]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample std (None for a single value: one run says nothing about the spread)."""
+    n = len(values)
+    if not n:
+        raise ValueError("no values")
+    m = sum(values) / n
+    return m, (math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1)) if n > 1 else None)
+
+
+def fmt(values: Sequence[float] | float | None, digits: int = 3) -> str:
+    if values is None:
+        return "-"
+    if isinstance(values, (int, float)):
+        return f"{values:.{digits}f}"
+    m, s = mean_std(values)
+    return f"{m:.{digits}f}" if s is None else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def paper_row(artifact: str, quantity: str, method: str, *, paper, paper_metric: str, ours, our_metric: str,
+              profile: str = "tiny", verdict: str = "", note: str = "", digits: int = 3) -> dict:
+    """One table row; ``ours`` is a number or a list of per-seed numbers (or None if not measured)."""
+    ours_list = None if ours is None else ([float(ours)] if isinstance(ours, (int, float)) else list(ours))
+    return {"artifact": artifact, "quantity": quantity, "method": method,
+            "paper": "-" if paper is None else (f"{paper:.{digits}f}" if isinstance(paper, float) else str(paper)),
+            "paper_metric": paper_metric, "ours": fmt(ours_list, digits), "ours_n": len(ours_list or []),
+            "our_metric": our_metric, "profile": profile, "verdict": verdict, "note": note}
+
+
+def to_markdown(rows: Sequence[Mapping], columns: Sequence[str] = COLUMNS) -> str:
+    cols = [c for c in columns if any(str(r.get(c, "")) not in ("", "None") for r in rows)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(rows: Sequence[Mapping], out_dir, stem: str, columns: Sequence[str] = COLUMNS,
+                title: str = "", notes: Sequence[str] = ()) -> dict:
+    """Write ``<stem>.csv`` and ``<stem>.md`` (title, table, notes) into ``out_dir``; return their paths."""
+    from crossflow.utils import atomic_path
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    body = (f"## {title}\n\n" if title else "") + to_markdown(rows, columns)
+    body += "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
+    with atomic_path(md_path) as tmp:
+        tmp.write_text(body)
+    return {"csv": str(csv_path), "md": str(md_path)}
+
+
+def ordering_verdict(paper_order: Sequence[str], our_means: Mapping[str, float],
+                     our_stds: Mapping[str, float | None] | None = None, k: float = 1.0) -> str:
+    """Does our ordering of methods match the paper's?
+
+    ``paper_order`` lists methods in *increasing* value of the metric as the paper reports it (for FID the
+    best first; for GenEval the worst first). For each consecutive pair (a, b) the gap is ``our b - our a``
+    and the noise is ``k * sqrt(std_a^2 + std_b^2)`` (seed spread). "holds": every gap > noise; "fails": some
+    gap < -noise; otherwise (or when a spread is unknown, e.g. one seed) "inconclusive".
+    """
+    stds = our_stds or {}
+    verdict = "holds"
+    for a, b in zip(paper_order, paper_order[1:]):
+        sa, sb = stds.get(a), stds.get(b)
+        if sa is None or sb is None:
+            return "inconclusive"
+        gap, noise = our_means[b] - our_means[a], k * math.hypot(sa, sb)
+        if gap < -noise:
+            return "fails"
+        if gap <= noise:
+            verdict = "inconclusive"
+    return verdict
