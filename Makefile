@@ -43,6 +43,7 @@ test-fast: venv data
 	$(PY) -m pytest -q -m "not slow"
 
 reproduce: reproduce-t2i reproduce-evaluators reproduce-table7 reproduce-fig4 reproduce-table8 reproduce-table10
+	$(PY) -m reproduce.summary
 
 reproduce-t2i: venv data
 	$(PY) -m reproduce.run t2i

@@ -92,12 +92,14 @@ def path_smoothness(features: torch.Tensor) -> dict:
 def lm_space_interpolation(model, cfg: Config, caption_a: str, caption_b: str, n: int, seed: int = 0):
     """The comparison path: interpolate the language model's token states, then encode each point.
 
-    Token states of both captions are mixed linearly (the union of their masks is kept), passed through the
-    Text VE, and sampled with one shared noise draw so that only the text changes along the path.
+    Token states of both captions are mixed linearly, passed through the Text VE, and sampled with one shared
+    noise draw so that only the text changes along the path. Interior points attend to the union of both
+    captions' tokens; the endpoints keep their own masks, so they are exactly the two captions' encodings.
     """
     x, mask = embed_captions([caption_a, caption_b], cfg.text)
     xs = interpolate(x[0], x[1], n)                                   # (n + 2, tokens, d)
-    masks = (mask[0] | mask[1]).expand(n + 2, -1)
+    masks = (mask[0] | mask[1]).expand(n + 2, -1).clone()
+    masks[0], masks[-1] = mask[0], mask[1]
     model.eval()
     mu, logvar = model.text_ve(xs, masks)
     if logvar is None:

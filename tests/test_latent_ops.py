@@ -71,3 +71,16 @@ def test_text_autoencoders_and_latent_ops_on_smoke_model(smoke_cfg, smoke_featur
     assert images.shape == (5, 3, 32, 32) and torch.isfinite(images).all()
     lm = lm_space_interpolation(model, smoke_cfg, "a red sandal", "two blue bags", 3)
     assert lm.shape == (5, *smoke_cfg.latent_shape)
+
+
+@pytest.mark.slow
+def test_lm_space_path_ends_at_each_captions_own_encoding(smoke_cfg, smoke_features, tmp_path):
+    model = train(smoke_cfg, smoke_features, tmp_path, progress=False).model
+    a, b = "a red sandal", "exactly three blue bags at the top"
+    path = lm_space_interpolation(model, smoke_cfg, a, b, 3, seed=5)
+    from crossflow.encoders import embed_captions
+    x, mask = embed_captions([a, b], smoke_cfg.text)
+    mu, logvar = model.text_ve(x, mask)
+    eps = torch.randn(mu.shape[1:], generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(path[0], mu[0] + torch.exp(0.5 * logvar[0]) * eps, atol=1e-5)
+    assert torch.allclose(path[-1], mu[1] + torch.exp(0.5 * logvar[1]) * eps, atol=1e-5)
