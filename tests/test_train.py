@@ -150,13 +150,14 @@ DDP_SCRIPT = textwrap.dedent("""
 
 
 def test_two_cpu_processes_data_parallel(smoke_features, tmp_path):
-    """`accelerate launch --num_processes 2 --cpu` runs the unchanged loop; both replicas end identical."""
+    """Two CPU processes (torchrun; Accelerator picks up the distributed env, gloo backend) run the unchanged
+    loop; both replicas end identical. On GPUs `accelerate launch` or torchrun start the same script."""
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "ddp"
     out.mkdir()
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-           "--cpu", "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(out)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
