@@ -42,7 +42,8 @@ test: venv data
 test-fast: venv data
 	$(PY) -m pytest -q -m "not slow"
 
-reproduce: reproduce-t2i reproduce-evaluators reproduce-table7 reproduce-fig4 reproduce-table8 reproduce-table10
+reproduce: reproduce-t2i reproduce-evaluators reproduce-table7 reproduce-fig4 reproduce-table8 reproduce-table10 \
+           reproduce-table3 reproduce-table1 reproduce-fig3
 	$(PY) -m reproduce.summary
 
 reproduce-t2i: venv data
@@ -65,8 +66,17 @@ reproduce-table8: venv data reproduce-t2i reproduce-evaluators
 reproduce-table10: venv data reproduce-t2i
 	$(PY) -m reproduce.run table10
 
-reproduce-table3 reproduce-table1 reproduce-fig3: venv
-	@echo "$@: not built yet (see the open issues); 'make reproduce-t2i' is available." && exit 1
+# Table 3: 9 distinct small models x 2 seeds, trained in two one-thread workers (runs/table3-tiny, resumable)
+reproduce-table3: venv data reproduce-evaluators
+	$(PY) -m reproduce.run table3
+
+# Table 1 reuses the text-to-image run as its CrossFlow row and trains the matched baseline
+reproduce-table1: venv data reproduce-t2i reproduce-evaluators
+	$(PY) -m reproduce.run table1
+
+# Figure 3: 5 sizes x 2 methods, same steps (runs/fig3-tiny, resumable)
+reproduce-fig3: venv data reproduce-evaluators
+	$(PY) -m reproduce.run fig3
 
 lab: venv data
 	$(PY) -m pip install --quiet -e ".[lab]"

@@ -43,12 +43,14 @@ class DataConfig:
     num_train: int = 12000              # number of training scenes [open]
     num_test: int = 1000                # number of test scenes (items from Fashion-MNIST's own test split)
     captions_per_scene: int = 4         # template captions per scene, spread over GenEval's six tasks
-    # Fashion-MNIST classes in use [open]: the six that a small judge tells apart at 14 px with >97% accuracy;
-    # shirt / pullover / coat and sneaker are left out because they are confused with t-shirt and sandal.
-    classes: tuple = ("t-shirt", "trouser", "dress", "sandal", "bag", "ankle boot")
+    # Fashion-MNIST classes in use [open]: five that a small judge tells apart at 14 px well enough for GenEval's
+    # counting task (every item of a scene right) to be judged >97% correctly: shirt / pullover / coat / dress
+    # and sneaker are left out because they are confused with t-shirt and sandal (with dress kept, counting was
+    # judged right only 92.5-95% of the time, measured in issue 3).
+    classes: tuple = ("t-shirt", "trouser", "sandal", "bag", "ankle boot")
     colors: tuple = ("red", "green", "blue", "yellow", "magenta", "white")   # tint palette [open]
     # colour-class pairs that never occur in training scenes, to measure compositional generalisation [open]
-    heldout: tuple = (("red", "trouser"), ("blue", "bag"), ("green", "sandal"), ("yellow", "dress"))
+    heldout: tuple = (("red", "trouser"), ("blue", "bag"), ("green", "sandal"), ("yellow", "t-shirt"))
     seed: int = 0
     fashion_root: Optional[str] = None  # folder with the four Fashion-MNIST idx(.gz) files; None = search
     coco_annotations: Optional[str] = None  # captions_*.json, when source == "coco"
@@ -134,6 +136,11 @@ class TrainConfig:
     ckpt_every: int = 500
     seed: int = 0
     mixed_precision: str = "no"         # "no" | "bf16" (autocast; [paper] bf16)
+    # Table 3e training schedules [paper]: 0 = joint from scratch (the final recipe). N > 0 = the first N of
+    # ``steps`` train the Text VE alone on L_Enc + KL (no flow network: cheap), then the flow network follows.
+    ve_pretrain_steps: int = 0
+    freeze_text_ve: bool = False        # after pre-training keep the Text VE frozen ("2-stage separate");
+                                        # False = joint fine-tuning ("2-stage + joint fine-tuning")
 
 
 @dataclass(frozen=True)
@@ -289,6 +296,15 @@ def validate(cfg: Config) -> Config:
     if cfg.objective.source == "noise" and not cfg.flow.cross_attention:
         raise ConfigError("objective.source='noise' (the baseline) needs flow.cross_attention=True, "
                           "otherwise the network never sees the text")
+    tc = cfg.train
+    if tc.ve_pretrain_steps < 0 or tc.ve_pretrain_steps >= tc.steps:
+        raise ConfigError(f"train.ve_pretrain_steps={tc.ve_pretrain_steps} must be in [0, train.steps="
+                          f"{tc.steps}); the flow network needs steps after the Text VE's pre-training")
+    if tc.ve_pretrain_steps and (cfg.objective.source != "text" or cfg.objective.enc_loss == "none"):
+        raise ConfigError("train.ve_pretrain_steps > 0 pre-trains the Text VE on its encoder loss: it needs "
+                          "objective.source='text' and an objective.enc_loss other than 'none'")
+    if tc.freeze_text_ve and not tc.ve_pretrain_steps:
+        raise ConfigError("train.freeze_text_ve=True freezes a pre-trained Text VE: set train.ve_pretrain_steps > 0")
     if not 0.0 <= cfg.objective.uncond_prob < 1.0:
         raise ConfigError("objective.uncond_prob must be in [0, 1)")
     return cfg
@@ -341,6 +357,11 @@ _PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
         "sample.steps": 50, "sample.cfg_scale": 7.0,                                # [code]
     },
 }
+
+# The Table 1 baseline at the paper's scale [paper]: standard flow matching from Gaussian noise with a
+# cross-attention layer after every self-attention; depth 29 of the stand-in gives 1.05B parameters (paper 1.04B).
+_PRESET_OVERRIDES["paper-baseline"] = {**_PRESET_OVERRIDES["paper"], "name": "paper-baseline",
+                                       "objective.source": "noise", "flow.cross_attention": True, "flow.depth": 29}
 
 PRESETS = tuple(_PRESET_OVERRIDES)
 

@@ -101,8 +101,15 @@ def sample_uncond(n: int, p: float, generator=None, device=None) -> torch.Tensor
 # The full objective: one parameterised path for CrossFlow, its ablations and the noise baseline
 # ----------------------------------------------------------------------------------------------------------
 
-def compute_loss(model, batch: dict, ocfg, generator=None) -> tuple[torch.Tensor, dict[str, float]]:
+PHASES = ("joint", "ve", "flow")
+
+
+def compute_loss(model, batch: dict, ocfg, generator=None, phase: str = "joint") -> tuple[torch.Tensor, dict[str, float]]:
     """L = L_FM + enc_weight * L_Enc + kl_weight * L_KL for one batch (crossflow-method.md section 4).
+
+    ``phase`` (Table 3e schedules): "joint" = all terms, the Text VE trained by every loss (the final recipe);
+    "ve" = the Text VE alone on L_Enc + L_KL (pre-training, no flow network); "flow" = L_FM with the Text VE
+    frozen (z0 computed without gradients, dropout off).
 
     ``model`` is a :class:`crossflow.models.CrossFlow` (text_ve, net, and the towers its enc_loss needs);
     ``batch`` holds x (B, n, d), mask (B, n), z1 (B, c, h, w), and pixels (B, 3, H, W) in [-1, 1] for the
@@ -113,7 +120,17 @@ def compute_loss(model, batch: dict, ocfg, generator=None) -> tuple[torch.Tensor
     uncond = sample_uncond(B, ocfg.uncond_prob, generator).to(dev)
     terms: dict[str, torch.Tensor] = {}
 
-    if ocfg.source == "text":                            # CrossFlow: the source is the text latent
+    if phase not in PHASES:
+        raise ValueError(f"unknown training phase {phase!r}; known: {PHASES}")
+    if phase != "joint" and ocfg.source != "text":
+        raise ValueError("the 've' and 'flow' phases (2-stage training) exist only for CrossFlow (source='text')")
+
+    if ocfg.source == "text" and phase == "flow":        # 2-stage, second stage: the Text VE is frozen
+        with torch.no_grad():
+            z0 = model.text_ve.encode(x, mask, generator)[0]
+        z1_pair = indicator_swap(z1, uncond)
+        net_kw = {"indicator": (~uncond).long()}
+    elif ocfg.source == "text":                          # CrossFlow: the source is the text latent
         z0, mu, logvar = model.text_ve.encode(x, mask, generator)   # z0 not detached: L_FM trains the VE [code]
         z1_pair = indicator_swap(z1, uncond)             # flagged samples see another sample's image
         net_kw = {"indicator": (~uncond).long()}
@@ -135,6 +152,10 @@ def compute_loss(model, batch: dict, ocfg, generator=None) -> tuple[torch.Tensor
         ctx = torch.where(drop[..., None], batch["null_x"].expand_as(x), x)
         ctx_mask = torch.where(drop, batch["null_mask"].expand_as(mask), mask)
         net_kw = {"context": ctx, "context_mask": ctx_mask}
+
+    if phase == "ve":                                    # Text VE pre-training: no flow network at all
+        loss = ocfg.enc_weight * terms["enc"] + ocfg.kl_weight * terms.get("kl", 0.0)
+        return loss, {k: float(v.detach()) for k, v in terms.items()}
 
     t = sample_t(B, ocfg.t_mean, ocfg.t_std, generator).to(dev)
     z_t = interpolate(z0, z1_pair, t, ocfg.sigma_min)

@@ -125,8 +125,8 @@ def arithmetic_suite(data_cfg, n_per_kind: int = 200, seed: int = 0) -> list[dic
 
     - addition:    VE("a red sandal") + VE("a blue bag")                     -> a blue bag must appear
     - subtraction: VE("a red sandal and a blue bag") - VE("a blue bag")      -> the blue bag must disappear
-    - combination: VE("a red sandal and a blue bag") - VE("a blue bag") + VE("a green dress")
-                                                                              -> green dress appears, blue bag gone
+    - combination: VE("a red sandal and a blue bag") - VE("a blue bag") + VE("a green t-shirt")
+                                                                              -> green t-shirt appears, blue bag gone
     Each op also records the item that should stay (``keep``), reported separately. Items are distinct classes.
     """
     import numpy as np

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from tqdm.auto import tqdm
 
 from .config import Config
 from .encoders import decode_latents, embed_captions
@@ -18,7 +19,8 @@ def text_to_image(model, cfg: Config, captions: list[str], *, scale: float | Non
     x, mask, null_x, null_mask = x[:-1], mask[:-1], x[-1:], mask[-1:]      # the last row is the empty prompt
     vae, vae_scale, _ = autoencoder_for(cfg)
     out = []
-    for i in range(0, len(captions), batch_size):
+    for i in tqdm(range(0, len(captions), batch_size), desc="sample", leave=False,
+                  disable=len(captions) <= batch_size):
         z1, _ = generate(model, x[i:i + batch_size], mask[i:i + batch_size], scale=scale, steps=steps,
                          solver=cfg.sample.solver, seed=seed + i, null_x=null_x, null_mask=null_mask, guide=guide)
         out.append(decode_latents(vae, z1, vae_scale))

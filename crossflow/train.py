@@ -96,7 +96,17 @@ def _step_generator(seed: int, step: int, stream: int) -> torch.Generator:
 
 
 def _without_steps(d: dict) -> dict:
-    return {**d, "train": {k: v for k, v in d["train"].items() if k != "steps"}}
+    """What must match to resume: everything but train.steps and the sampling settings (not used in training)."""
+    d = to_dict(config_from_dict(d))                      # fill fields added since the checkpoint was written
+    return {**{k: v for k, v in d.items() if k != "sample"},
+            "train": {k: v for k, v in d["train"].items() if k != "steps"}}
+
+
+def phase_at(step: int, tc) -> str:
+    """Which loss terms step ``step`` trains (crossflow.flow.PHASES): Table 3e's schedules."""
+    if step < tc.ve_pretrain_steps:
+        return "ve"
+    return "flow" if tc.freeze_text_ve else "joint"
 
 
 def _read_history(path: Path, upto: int) -> list[dict]:
@@ -124,6 +134,9 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
     if tc.batch_size % world:
         raise ValueError(f"train.batch_size={tc.batch_size} is not divisible by the {world} processes")
     local_bs = tc.batch_size // world
+    if tc.ve_pretrain_steps and world > 1:
+        raise ValueError("2-stage training (train.ve_pretrain_steps > 0) runs in one process only: its stages "
+                         "train different parameter sets, which DistributedDataParallel does not allow")
     dims = {"text_dim": features.x.shape[-1], "n_tokens": features.x.shape[1]}
 
     torch.manual_seed(tc.seed)                            # same initial weights on every process
@@ -137,8 +150,8 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if _without_steps(ckpt["config"]) != _without_steps(to_dict(cfg)):
-            raise ValueError(f"{ckpt_path} was written by a different config (only train.steps may change "
-                             f"on resume); use another out_dir, or resume=False to start over")
+            raise ValueError(f"{ckpt_path} was written by a different config (only train.steps and sample.* may "
+                             f"change on resume); use another out_dir, or resume=False to start over")
         model.load_state_dict(ckpt["model"]), ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"]), sched.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["rng"]["torch"]), np.random.set_state(ckpt["rng"]["numpy"])
@@ -159,13 +172,16 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
                disable=not (progress and acc.is_main_process))
     t_start = time.time()
     for step in bar:
+        phase = phase_at(step, tc)
         model.train()
+        for module in acc.unwrap_model(model).encoder_modules() if phase == "flow" else ():
+            module.eval().requires_grad_(False)           # 2-stage separate: the pre-trained Text VE is frozen
         # the global batch is the same on every process; each takes its slice
         g = _step_generator(tc.seed, step, 0)
         batch = feats.batch(g, tc.batch_size, slice(rank * local_bs, (rank + 1) * local_bs))
         torch.manual_seed(tc.seed * 1_000_003 + step * 97 + 1 + rank)   # dropout
         with torch.autocast(**amp):
-            loss, terms = model(batch, _step_generator(tc.seed, step, 1 + rank))
+            loss, terms = model(batch, _step_generator(tc.seed, step, 1 + rank), phase)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"loss is {loss.item()} at step {step} (terms {terms}). Nothing was saved for this step; the last "
@@ -184,9 +200,9 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
 
         done = step + 1
         if done % tc.log_every == 0 or done == end:
-            row = {"step": done, "loss": loss.item(), **terms, "lr": sched.get_last_lr()[0]}
+            row = {"step": done, "loss": loss.item(), **terms, "lr": sched.get_last_lr()[0], "phase": phase}
             history.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", fm=f"{terms['fm']:.4f}")
+            bar.set_postfix(loss=f"{row['loss']:.4f}", phase=phase)
             if acc.is_main_process:
                 with open(log_path, "a") as f:
                     f.write(json.dumps(row) + "\n")

@@ -109,3 +109,29 @@ def ordering_verdict(paper_order: Sequence[str], our_means: Mapping[str, float],
         if gap <= noise:
             verdict = "inconclusive"
     return verdict
+
+
+def pairwise_verdict(paper: Mapping[str, float], our_means: Mapping[str, float],
+                     our_stds: Mapping[str, float | None], k: float = 1.0) -> str:
+    """Does every ordering the paper reports between two rows hold in ours?
+
+    For each pair of rows whose paper values differ (ties make no claim), our difference must have the same sign
+    as the paper's by more than ``k * sqrt(std_a^2 + std_b^2)``. "holds": every pair does; "fails": some pair is
+    reversed by more than that; otherwise (or with unknown spread) "inconclusive". Works for lower-is-better
+    and higher-is-better metrics alike, since only signs of differences are compared.
+    """
+    verdict, names = "holds", list(paper)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if paper[a] == paper[b]:
+                continue
+            sa, sb = our_stds.get(a), our_stds.get(b)
+            if sa is None or sb is None:
+                return "inconclusive"
+            sign = 1.0 if paper[b] > paper[a] else -1.0
+            gap, noise = sign * (our_means[b] - our_means[a]), k * math.hypot(sa, sb)
+            if gap < -noise:
+                return "fails"
+            if gap <= noise:
+                verdict = "inconclusive"
+    return verdict

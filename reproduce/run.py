@@ -28,6 +28,9 @@ ARTIFACTS = {
     "fig4": ("notebooks/04_fig4_interpolation.ipynb", "Figure 4: text-latent interpolation, with smoothness numbers"),
     "table8": ("notebooks/05_table8_arithmetic.ipynb", "Figures 5/6 and Table 8: latent arithmetic and its success rate"),
     "table10": ("notebooks/06_table10_compression.ipynb", "Table 10: text compression (per-token cosine reconstruction)"),
+    "table3": ("notebooks/07_table3_ablations.ipynb", "Table 3: ablations (encoder, VE loss, guidance, LM, training)"),
+    "table1": ("notebooks/08_table1_baseline.ipynb", "Table 1: CrossFlow vs flow matching with cross-attention, and cost"),
+    "fig3": ("notebooks/09_fig3_scaling.ipynb", "Figure 3: scaling with model size and training steps, both methods"),
 }
 
 

@@ -35,12 +35,12 @@ def sanity(evaluators, smoke_cfg):
 # ----------------------------------------------------------------------------------------------------------
 
 def test_geneval_rules_by_hand(smoke_cfg):
-    t_shirt, trouser, dress = class_ids(smoke_cfg.data)[:3]
+    t_shirt, trouser, sandal = class_ids(smoke_cfg.data)[:3]
     red_tee, blue_trouser = Item(t_shirt, "red", 0), Item(trouser, "blue", 1)   # tee left of trouser (top row)
     spec = lambda task, *items: PromptSpec("caption", task, list(items))  # noqa: E731
     g = 2
     assert geneval_verdict(spec("single_object", Item(t_shirt, "green", 3)), [red_tee], g)
-    assert not geneval_verdict(spec("single_object", Item(dress, "red", 0)), [red_tee], g)
+    assert not geneval_verdict(spec("single_object", Item(sandal, "red", 0)), [red_tee], g)
     assert geneval_verdict(spec("two_object", red_tee, blue_trouser), [blue_trouser, red_tee], g)
     assert not geneval_verdict(spec("two_object", red_tee, blue_trouser), [red_tee], g)
     three = [Item(t_shirt, "red", c) for c in range(3)]

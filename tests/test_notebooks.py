@@ -19,6 +19,9 @@ FIGURES = {
     "fig4": ("interpolation.png",),
     "table8": ("arithmetic_examples.png", "scaled_addition.png", "table8_examples.png"),
     "table10": ("reconstruction_curves.png",),
+    "table3": ("table3.png",),
+    "table1": ("cfg_search.png",),
+    "fig3": ("fig3.png",),
 }
 CHECKS = {
     "t2i": lambda m: m["train_steps"] == 20 and m["n_heldout_prompts"] > 0 and m["flow_params"] > 0,
@@ -30,6 +33,12 @@ CHECKS = {
     and m["rates"]["overall"]["n"] == 3 * m["n_per_kind"],
     "table10": lambda m: all(0 < r["cosine_sampled"] <= 1 for r in m["reconstruction"].values())
     and m["compression_ratio"]["padded"] > 1,
+    "table3": lambda m: len(m["rows"]) == 15 and all(len(r["fid"]) == len(r["clip"]) == 2 for r in m["rows"])
+    and set(m["verdicts"]) >= {f"{p}_{k}" for p in "abcde" for k in ("fid", "clip")}
+    and all(v in ("holds", "fails", "inconclusive") for v in m["verdicts"].values()),
+    "table1": lambda m: 0.9 <= m["param_ratio"] <= 1.1 and m["cost"]["ratios"]["train_step"] > 0
+    and m["crossflow"]["train_steps"] == m["baseline"]["train_steps"] == 20,
+    "fig3": lambda m: len(m["sizes"]) == 10 and m["parameter_range"] >= 10 and len(m["curve"]) >= 8,
 }
 
 
@@ -56,7 +65,7 @@ def test_notebook_hygiene(path):
 @pytest.mark.parametrize("artifact", sorted(ARTIFACTS))
 def test_notebook_runs_in_smoke_profile(artifact, tmp_path):
     out = tmp_path / artifact
-    params = {"run_dir": str(tmp_path / "run")}
+    params = {"run_dir": str(tmp_path / "run"), "runs_dir": str(tmp_path / "runs")}
     run(artifact, profile="smoke", out=str(out), params=params)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["profile"] == "smoke"

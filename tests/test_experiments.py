@@ -1,0 +1,162 @@
+"""Tier 2: the comparison machinery (2-stage training, weaker language models, the matched baseline, jobs,
+verdicts) on smoke-sized models."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from crossflow.config import ConfigError, get_config
+from crossflow.experiments import (Guidance, baseline_config, benchmark_cost, generator_parameters, load_result,
+                                   make_job, run_job, sample_images, steps_to_loss)
+from crossflow.train import load_model, phase_at, train
+from reproduce.report import pairwise_verdict
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Table 3e: training schedules
+# ---------------------------------------------------------------------------------------------------------
+
+def test_phase_schedule(smoke_cfg):
+    two = smoke_cfg.replace({"train.ve_pretrain_steps": 5, "train.freeze_text_ve": True}).train
+    assert [phase_at(s, two) for s in (0, 4, 5, 19)] == ["ve", "ve", "flow", "flow"]
+    ft = smoke_cfg.replace({"train.ve_pretrain_steps": 5}).train
+    assert [phase_at(s, ft) for s in (4, 5)] == ["ve", "joint"]
+    assert {phase_at(s, smoke_cfg.train) for s in range(20)} == {"joint"}
+
+
+@pytest.mark.parametrize("bad", [{"train.freeze_text_ve": True},
+                                 {"train.ve_pretrain_steps": 20},
+                                 {"train.ve_pretrain_steps": 5, "objective.enc_loss": "none"}])
+def test_two_stage_config_errors(smoke_cfg, bad):
+    with pytest.raises(ConfigError):
+        smoke_cfg.replace(bad)
+
+
+def _params(module):
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+def test_two_stage_separate_trains_ve_first_then_only_the_flow(smoke_cfg, smoke_features, tmp_path):
+    cfg = smoke_cfg.replace({"train.ve_pretrain_steps": 6, "train.freeze_text_ve": True})
+    torch.manual_seed(cfg.train.seed)
+    from crossflow.models import CrossFlow
+    init = CrossFlow(cfg, smoke_features.x.shape[-1], smoke_features.x.shape[1])
+    mid = train(cfg, smoke_features, tmp_path, stop_at=6, progress=False).raw_model
+    assert torch.equal(_params(mid.net), _params(init.net)), "the flow network must not move while the VE pre-trains"
+    assert not torch.equal(_params(mid.text_ve), _params(init.text_ve))
+    ve_after_stage1 = _params(mid.text_ve).clone()
+    end = train(cfg, smoke_features, tmp_path, progress=False)
+    assert torch.equal(_params(end.raw_model.text_ve), ve_after_stage1), "2-stage separate: the VE stays frozen"
+    assert not torch.equal(_params(end.raw_model.net), _params(init.net))
+    phases = [r["phase"] for r in end.history]
+    assert phases == sorted(phases, key=["ve", "flow"].index) and set(phases) == {"ve", "flow"}
+    assert all("fm" not in r for r in end.history if r["phase"] == "ve")
+
+
+def test_two_stage_joint_finetuning_keeps_training_the_ve(smoke_cfg, smoke_features, tmp_path):
+    cfg = smoke_cfg.replace({"train.ve_pretrain_steps": 6})
+    mid = _params(train(cfg, smoke_features, tmp_path, stop_at=6, progress=False).raw_model.text_ve).clone()
+    end = train(cfg, smoke_features, tmp_path, progress=False)
+    assert not torch.equal(_params(end.raw_model.text_ve), mid)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Table 3d: weaker offline language models
+# ---------------------------------------------------------------------------------------------------------
+
+def test_language_model_variants_differ_and_are_deterministic():
+    from crossflow.config import TextConfig
+    from crossflow.encoders.text import FrozenTextEncoder
+    caps = ["a red bag", "two blue trousers"]
+    full = FrozenTextEncoder(TextConfig(model="minilm", max_length=8))
+    static = FrozenTextEncoder(TextConfig(model="minilm-static", max_length=8))
+    rand_a = FrozenTextEncoder(TextConfig(model="minilm-random", max_length=8))
+    rand_b = FrozenTextEncoder(TextConfig(model="minilm-random", max_length=8))
+    (x_full, m), (x_static, _), (x_ra, _), (x_rb, _) = (e.encode(caps) for e in (full, static, rand_a, rand_b))
+    assert x_full.shape == x_static.shape == x_ra.shape
+    ids = full.tokenizer(caps, padding="max_length", truncation=True, max_length=8, return_tensors="pt")["input_ids"]
+    assert torch.allclose(x_static, full.model.get_input_embeddings()(ids)), "static = the word-piece table"
+    assert torch.equal(x_ra, x_rb), "random weights are seeded"
+    assert not torch.allclose(x_ra, x_full, atol=1e-2) and not torch.allclose(x_static, x_full, atol=1e-2)
+    # static vectors have no context: the same token gives the same vector wherever it stands
+    tok = full.tokenizer(["bag", "a red bag"], return_tensors="pt", padding=True)["input_ids"]
+    xs = static.encode(["bag", "a red bag"])[0]
+    i0, i1 = (tok[0] == tok[0][1]).nonzero()[0, 0], (tok[1] == tok[0][1]).nonzero()[0, 0]
+    assert torch.allclose(xs[0, i0], xs[1, i1])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Table 1: the matched baseline
+# ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", ["smoke", "tiny"])
+def test_baseline_matches_parameters_within_ten_percent(preset):
+    cfg = get_config(preset)
+    base = baseline_config(cfg)
+    assert base.flow.cross_attention and base.objective.source == "noise"
+    assert base.objective.uncond_prob == cfg.objective.uncond_prob          # null-text dropout for CFG
+    ratio = generator_parameters(base) / generator_parameters(cfg)
+    assert 0.9 <= ratio <= 1.1, ratio
+    if preset == "tiny":
+        assert base.flow.width == cfg.flow.width                           # depth alone sufficed
+
+
+def test_paper_presets_count_like_the_paper():
+    from crossflow.models import CrossFlow, count_parameters
+    cf, base = get_config("paper"), get_config("paper-baseline")
+    with torch.device("meta"):
+        net_cf = CrossFlow(cf, 768, 77).net
+        net_base = CrossFlow(base, 768, 77).net
+    assert 0.93e9 <= count_parameters(net_cf) <= 0.97e9                    # paper 0.95B
+    assert 1.02e9 <= count_parameters(net_base) <= 1.07e9                  # paper 1.04B
+    assert base.flow.cross_attention and base.objective.source == "noise" and base.profile == "paper"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Jobs, verdicts, convergence, cost
+# ---------------------------------------------------------------------------------------------------------
+
+def test_job_trains_evaluates_and_is_reused(smoke_cfg, tmp_path):
+    job = make_job("c/final", smoke_cfg, 0, tmp_path,
+                   guidance=[Guidance(), Guidance("indicator", 2.0), Guidance("autoguidance", 2.0, 0.5)])
+    res = run_job(job)
+    assert set(res["test_by_guidance"]) == {"none", "indicator", "autoguidance"}
+    assert len(res["search"]) == 3 and res["train_steps"] == smoke_cfg.train.steps
+    assert all(math.isfinite(v["fid"]) and -1 <= v["clip"] <= 1 for v in res["test_by_guidance"].values())
+    assert (tmp_path / "c_final-s0" / "step10.pt").exists()                 # the autoguidance guide
+    assert load_result(job) == res
+    changed = make_job("c/final", smoke_cfg, 0, tmp_path, guidance=[Guidance()])
+    assert load_result(changed) is None, "a different spec must not reuse the result"
+
+
+def test_autoguidance_without_guide_is_an_error(smoke_cfg, smoke_features, tmp_path):
+    model = train(smoke_cfg, smoke_features, tmp_path, progress=False).model
+    with pytest.raises(ValueError, match="guide"):
+        sample_images(model, smoke_cfg, ["a red bag"], Guidance("autoguidance", 2.0, 0.5), seed=0)
+
+
+def test_pairwise_verdict():
+    paper = {"a": 60.0, "b": 40.0, "c": 30.0}                                # FID: lower is better
+    assert pairwise_verdict(paper, {"a": 9, "b": 6, "c": 3}, {"a": 0.5, "b": 0.5, "c": 0.5}) == "holds"
+    assert pairwise_verdict(paper, {"a": 3, "b": 6, "c": 9}, {"a": 0.5, "b": 0.5, "c": 0.5}) == "fails"
+    assert pairwise_verdict(paper, {"a": 9, "b": 8.8, "c": 3}, {"a": 0.5, "b": 0.5, "c": 0.5}) == "inconclusive"
+    assert pairwise_verdict(paper, {"a": 9, "b": 6, "c": 3}, {"a": None, "b": 0.5, "c": 0.5}) == "inconclusive"
+    ties = {"x": 0.26, "y": 0.27, "z": 0.27}                                 # ties make no claim
+    assert pairwise_verdict(ties, {"x": 1, "y": 2, "z": 1.5}, {"x": 0.1, "y": 0.1, "z": 0.1}) == "holds"
+
+
+def test_steps_to_loss():
+    hist = [{"step": s, "fm": 1.0 / s} for s in range(10, 110, 10)]
+    assert steps_to_loss(hist, 0.05, window=1) == 20
+    assert steps_to_loss(hist, 0.05, window=1, after=10) == 10
+    assert steps_to_loss(hist, 0.001, window=1) is None
+
+
+def test_benchmark_cost_measures_both(smoke_cfg, smoke_features):
+    cost = benchmark_cost({"CrossFlow": smoke_cfg, "baseline": baseline_config(smoke_cfg)}, smoke_features,
+                          steps=2, n_images=4, repeats=1)
+    assert set(cost["per_method"]) == {"CrossFlow", "baseline"}
+    assert all(v > 0 for m in cost["per_method"].values() for v in m.values())
+    assert cost["ratios"]["train_step"] > 0 and cost["ratios"]["sample_image"] > 0
