@@ -70,8 +70,8 @@ reproduce-table10: venv data reproduce-t2i
 reproduce-table3: venv data reproduce-evaluators
 	$(PY) -m reproduce.run table3
 
-# Table 1 reuses the text-to-image run as its CrossFlow row and trains the matched baseline
-reproduce-table1: venv data reproduce-t2i reproduce-evaluators
+# Table 1: CrossFlow and its matched baseline at the comparison size (runs/table1-tiny, resumable), cost ratio
+reproduce-table1: venv data reproduce-evaluators
 	$(PY) -m reproduce.run table1
 
 # Figure 3: 5 sizes x 2 methods, same steps (runs/fig3-tiny, resumable)

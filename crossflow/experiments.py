@@ -395,3 +395,30 @@ def benchmark_cost(cfgs: dict, features, steps: int = 10, n_images: int = 64, sc
     ratios = {k: per[others[0]][k] / per[ref][k] for k in ("train_step", "sample_image")} if others else {}
     return {"per_method": per, "ratios": ratios, "reference": ref, "repeats": repeats, "steps": steps,
             "n_images": n_images, "scale": scale, "threads": torch.get_num_threads(), "raw": times}
+
+
+def per_seed(by: dict, model: str, kind: str, metric: str, seeds: Sequence[int]) -> list[float]:
+    """``metric`` ("fid" | "clip") of ``model`` sampled with guidance ``kind``, one value per seed, from the
+    results of ``run_jobs`` keyed by (row, seed)."""
+    return [by[(model, s)]["test_by_guidance"][kind][metric] for s in seeds]
+
+
+def fid_gaps(rows: Sequence[dict], key: str) -> dict:
+    """Baseline minus CrossFlow FID for each value of ``key`` (positive = CrossFlow better), in ``key`` order.
+    ``rows``: dicts with "method" ("CrossFlow" | "baseline"), ``key`` and "fid"."""
+    by = {}
+    for r in rows:
+        by.setdefault(r[key], {})[r["method"]] = r["fid"]
+    return {k: v["baseline"] - v["CrossFlow"] for k, v in sorted(by.items()) if {"baseline", "CrossFlow"} <= set(v)}
+
+
+def crossover_shape(gaps: Sequence[float]) -> str:
+    """The paper's Figure 3 shape, read from the first and the last gap (baseline - CrossFlow FID)."""
+    first, last = gaps[0], gaps[-1]
+    if first < 0 < last:
+        return "crossover as in the paper (CrossFlow worse first, better last)"
+    if first > 0 and last > 0:
+        return "no crossover: CrossFlow better throughout"
+    if first < 0 and last < 0:
+        return "no crossover: baseline better throughout"
+    return "opposite of the paper (CrossFlow better first, worse last)"

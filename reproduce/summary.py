@@ -28,9 +28,10 @@ def build(results: Path = ROOT / "results") -> str:
         metrics = json.loads((folder / "metrics.json").read_text())
         stamp = json.loads((folder / "inputs.json").read_text()) if (folder / "inputs.json").exists() else {}
         wall = stamp.get("wall_seconds")
-        parts.append(f"\n## {artifact}: {what}\n\nProfile **{metrics.get('profile')}**; notebook `{notebook}`; "
-                     f"last execution {wall / 60:.1f} min.\n" if wall else
-                     f"\n## {artifact}: {what}\n\nProfile **{metrics.get('profile')}**; notebook `{notebook}`.\n")
+        longest = max([h.get("wall_seconds") or 0 for h in stamp.get("history", [])] + [wall or 0])
+        timing = (f"; last execution {wall / 60:.1f} min" if wall else "") + \
+                 (f" (longest recorded, e.g. a fresh run: {longest / 60:.1f} min)" if wall and longest > 2 * wall else "")
+        parts.append(f"\n## {artifact}: {what}\n\nProfile **{metrics.get('profile')}**; notebook `{notebook}`{timing}.\n")
         for md in sorted(folder.glob("*.md")):
             parts.append("\n" + md.read_text().replace("## ", "### ", 1))
         figures = sorted(p.name for p in folder.glob("*.png"))

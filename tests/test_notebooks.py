@@ -37,7 +37,7 @@ CHECKS = {
     and set(m["verdicts"]) >= {f"{p}_{k}" for p in "abcde" for k in ("fid", "clip")}
     and all(v in ("holds", "fails", "inconclusive") for v in m["verdicts"].values()),
     "table1": lambda m: 0.9 <= m["param_ratio"] <= 1.1 and m["cost"]["ratios"]["train_step"] > 0
-    and m["crossflow"]["train_steps"] == m["baseline"]["train_steps"] == 20,
+    and m["crossflow"][0]["train_steps"] == m["baseline"][0]["train_steps"] == 20,
     "fig3": lambda m: len(m["sizes"]) == 10 and m["parameter_range"] >= 10 and len(m["curve"]) == 6,
 }
 
