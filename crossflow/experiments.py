@@ -17,6 +17,7 @@ Selection never sees the test set.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -132,6 +133,12 @@ class Job:
     def cfg(self) -> Config:
         return config_from_dict(self.config)
 
+    @property
+    def eval_cfg(self) -> Config:
+        """The config the evaluators are built from: the job's, with the evaluators' text encoder."""
+        cfg = self.cfg
+        return cfg.replace({f"text.{k}": v for k, v in self.eval_text.items()}) if self.eval_text else cfg
+
     def spec_hash(self) -> str:
         return stable_hash({k: v for k, v in asdict(self).items() if k != "run_dir"})
 
@@ -163,7 +170,7 @@ def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = Fals
         _features(j.cfg)
     for text in {json.dumps(j.eval_text, sort_keys=True) for j in todo}:
         j = next(j for j in todo if json.dumps(j.eval_text, sort_keys=True) == text)
-        load_evaluators(j.cfg.replace({f"text.{k}": v for k, v in j.eval_text.items()}), progress=False)
+        load_evaluators(j.eval_cfg, progress=False)
     _CACHE.clear()
     done: dict[str, dict] = {}
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="jobs")
@@ -209,9 +216,11 @@ _CACHE: dict = {}
 
 def _features(cfg: Config):
     from .features import prepare_features
-    key = stable_hash({"data": to_dict(cfg)["data"], "text": to_dict(cfg)["text"], "ae": to_dict(cfg)["autoencoder"]})
+    d = to_dict(cfg)
+    key = ("features", stable_hash({"data": d["data"], "text": d["text"], "ae": d["autoencoder"]}))
     if key not in _CACHE:
-        _CACHE.clear()                                   # one feature set in memory at a time
+        for k in [k for k in _CACHE if k[0] == "features"]:
+            del _CACHE[k]                                # one feature set in memory at a time
         _CACHE[key] = prepare_features(cfg, progress=False)
     return _CACHE[key]
 
@@ -250,16 +259,13 @@ def evaluate_images(ev, images, captions, ref) -> dict:
 
 def run_job(job: Job, force: bool = False) -> dict:
     """Train ``job`` (resuming), pick its guidance on validation, evaluate on test; write ``result.json``."""
-    from .config import TextConfig
     from .train import CKPT, load_model, train
     if not force and (res := load_result(job)) is not None:
         return res
     t0 = time.time()
     cfg, run_dir = job.cfg, Path(job.run_dir)
-    eval_cfg = cfg.replace({f"text.{k}": v for k, v in job.eval_text.items()}) if job.eval_text else cfg
-    assert isinstance(eval_cfg.text, TextConfig)
     feats = _features(cfg)
-    ev, sets = _eval_sets(cfg, eval_cfg)
+    ev, sets = _eval_sets(cfg, job.eval_cfg)
 
     # training, stopping at every step something is evaluated at (guides of autoguidance, learning curves)
     fractions = sorted({g.guide_fraction for g in job.guidance if g.kind == "autoguidance"})
@@ -404,21 +410,53 @@ def per_seed(by: dict, model: str, kind: str, metric: str, seeds: Sequence[int])
 
 
 def fid_gaps(rows: Sequence[dict], key: str) -> dict:
-    """Baseline minus CrossFlow FID for each value of ``key`` (positive = CrossFlow better), in ``key`` order.
-    ``rows``: dicts with "method" ("CrossFlow" | "baseline"), ``key`` and "fid"."""
+    """Baseline minus CrossFlow FID for each value of ``key`` (positive = CrossFlow better), in ``key`` order,
+    each as ``(gap, noise)``: ``noise`` is the combined seed spread sqrt(std_baseline^2 + std_CrossFlow^2) from
+    the rows' "fid_std", or None where a row has none (one seed). ``rows``: dicts with "method" ("CrossFlow" |
+    "baseline"), ``key``, "fid" (the mean over seeds) and optionally "fid_std"."""
     by = {}
     for r in rows:
-        by.setdefault(r[key], {})[r["method"]] = r["fid"]
-    return {k: v["baseline"] - v["CrossFlow"] for k, v in sorted(by.items()) if {"baseline", "CrossFlow"} <= set(v)}
+        by.setdefault(r[key], {})[r["method"]] = r
+    gaps = {}
+    for k, v in sorted(by.items()):
+        if {"baseline", "CrossFlow"} <= set(v):
+            b, c = v["baseline"], v["CrossFlow"]
+            stds = [b.get("fid_std"), c.get("fid_std")]
+            noise = None if any(sd is None or sd != sd for sd in stds) else math.hypot(*stds)   # NaN: one seed
+            gaps[k] = (b["fid"] - c["fid"], noise)
+    return gaps
 
 
-def crossover_shape(gaps: Sequence[float]) -> str:
-    """The paper's Figure 3 shape, read from the first and the last gap (baseline - CrossFlow FID)."""
-    first, last = gaps[0], gaps[-1]
-    if first < 0 < last:
-        return "crossover as in the paper (CrossFlow worse first, better last)"
-    if first > 0 and last > 0:
-        return "no crossover: CrossFlow better throughout"
-    if first < 0 and last < 0:
-        return "no crossover: baseline better throughout"
-    return "opposite of the paper (CrossFlow better first, worse last)"
+def gap_sign(gap: float, noise: float | None, k: float = 1.0) -> str:
+    """CrossFlow "better" / "worse" than the baseline, or "level" when the gap is within ``k`` seed spreads.
+    With unknown spread (``noise`` None) only the sign is read."""
+    if noise is None:
+        return "better" if gap > 0 else "worse" if gap < 0 else "level"
+    return "better" if gap > k * noise else "worse" if gap < -k * noise else "level"
+
+
+_SHAPE_WORDS = {"worse": "CrossFlow worse", "better": "CrossFlow better", "level": "level within the seeds' spread"}
+
+
+def crossover_shape(gaps: Sequence[tuple[float, float | None]], k: float = 1.0) -> str:
+    """The paper's Figure 3 shape read from the first and the last ``(gap, noise)`` (baseline - CrossFlow FID):
+    the paper has CrossFlow worse at the first (small / early) and better at the last (large / long)."""
+    first, last = gap_sign(*gaps[0], k=k), gap_sign(*gaps[-1], k=k)
+    if (first, last) == ("worse", "better"):
+        kind = "crossover as in the paper"
+    elif (first, last) == ("better", "worse"):
+        kind = "opposite of the paper"
+    elif first == last:
+        kind = "no crossover"
+    elif first == "worse" or last == "better":
+        kind = "no crossover in our range, the gap moves the paper's way"       # worse->level, level->better
+    else:
+        kind = "no crossover, the gap moves against the paper"                  # better->level, level->worse
+    caveat = " (one seed: signs only, spread unknown)" if any(n is None for _, n in gaps) else ""
+    return f"{kind}: {_SHAPE_WORDS[first]} first, {_SHAPE_WORDS[last]} last{caveat}"
+
+
+def describe_gaps(gaps: dict, names: dict | None = None, k: float = 1.0) -> str:
+    """``fid_gaps`` output as text: "XS: -220.9 ± 12.0 (worse), ..." (``names`` relabels the keys)."""
+    return ", ".join(f"{(names or {}).get(key, key)}: {g:+.1f}" + (f" ± {n:.1f}" if n is not None else "")
+                     + f" ({gap_sign(g, n, k)})" for key, (g, n) in gaps.items())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 import numpy as np
 
 
@@ -62,18 +63,22 @@ def guidance_curves(searches: Mapping[str, Sequence[Mapping]], title: str = ""):
 
 def scaling_figure(size_table, curve_table, title: str = ""):
     """Figure 3 drawn like the paper's: FID against parameters (log x) and against training steps, one line per
-    method. ``size_table``: rows with method, parameters, fid; ``curve_table``: rows with method, step, fid."""
+    method. ``size_table``: rows with method, parameters, fid; ``curve_table``: rows with method, step, fid. An
+    optional "fid_std" column (the spread over seeds) is drawn as error bars."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     style = {"CrossFlow": ("tab:red", "o"), "baseline": ("tab:blue", "s")}
-    for method, df in size_table.groupby("method"):
-        df = df.sort_values("parameters")
-        c, m = style.get(method, ("k", "^"))
-        axes[0].plot(df["parameters"], df["fid"], marker=m, color=c, label=method)
+    for ax, table, x in ((axes[0], size_table, "parameters"), (axes[1], curve_table, "step")):
+        for method, df in table.groupby("method"):
+            df = df.sort_values(x)
+            c, m = style.get(method, ("k", "^"))
+            err = df["fid_std"] if "fid_std" in df and df["fid_std"].notna().any() else None
+            ax.errorbar(df[x], df["fid"], yerr=err, marker=m, color=c, label=method, capsize=3)
     axes[0].set_xscale("log"), axes[0].set_xlabel("parameters (Text VE + flow network)", fontsize=8)
-    for method, df in curve_table.groupby("method"):
-        df = df.sort_values("step")
-        c, m = style.get(method, ("k", "^"))
-        axes[1].plot(df["step"], df["fid"], marker=m, color=c, label=method)
+    lo, hi = size_table["parameters"].min() / 1.3, size_table["parameters"].max() * 1.3
+    ticks = [m * 10 ** e for e in range(3, 13) for m in (1, 2, 5) if lo <= m * 10 ** e <= hi]
+    axes[0].xaxis.set_minor_formatter(NullFormatter())                    # no overlapping 2x10^5, 3x10^5, ...
+    axes[0].set_xticks(ticks, [f"{t / 1e9:g}B" if t >= 1e9 else f"{t / 1e6:g}M" if t >= 1e6 else f"{t / 1e3:g}K"
+                               for t in ticks])
     axes[1].set_xlabel("training steps", fontsize=8)
     for ax in axes:
         ax.set_ylabel("FID-domain (lower better)", fontsize=8), ax.grid(alpha=0.3), ax.tick_params(labelsize=7)
