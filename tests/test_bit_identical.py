@@ -1,0 +1,108 @@
+"""Refactors keep CPU results bit-identical: smoke-run fingerprints against a golden file.
+
+``tests/golden/cpu_fingerprints.json`` was written by the code of commit a264284 (the one that made the committed
+``results/``), before the device work of issue 11. Each entry is the sha256 of the exact bytes of something a
+run produces on the CPU: the image latents, the trained weights (raw and EMA) of CrossFlow and of the noise +
+cross-attention baseline, their sampled images, text latents and a Table 10 text autoencoder. If a change moves
+any of them by one bit, this test fails and says which.
+
+Floating-point results depend on the torch build and the data, so the golden file is keyed by the torch version
+and a hash of the Fashion-MNIST files in use; elsewhere the test is skipped with the reason (regenerate the file
+there with ``python -m tests.test_bit_identical --write`` from a commit whose results you trust).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+GOLDEN = Path(__file__).parent / "golden" / "cpu_fingerprints.json"
+pytestmark = pytest.mark.slow
+
+
+def _sha(*tensors) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _sha_state(module) -> str:
+    sd = module.state_dict()
+    return _sha(*[sd[k] for k in sorted(sd)])
+
+
+def data_key() -> str:
+    """Hash of the Fashion-MNIST files the data loader finds (real or the tests' synthetic stand-in)."""
+    from crossflow.data import find_fashion_mnist
+    root = find_fashion_mnist(download=False)
+    h = hashlib.sha256()
+    for f in sorted(root.iterdir()):
+        if "ubyte" in f.name:
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def fingerprints(tmp: Path) -> dict[str, str]:
+    """Everything a smoke text-to-image run makes on the CPU, as short sha256s."""
+    from crossflow.compression import COMPRESSION_PRESETS, train_text_autoencoder
+    from crossflow.config import get_config
+    from crossflow.features import prepare_features
+    from crossflow.latent_ops import text_latents
+    from crossflow.pipeline import text_to_image
+    from crossflow.train import train
+
+    cfg = get_config("smoke")
+    feats = prepare_features(cfg, progress=False)
+    out = {"z1": _sha(feats.z1), "text_x": _sha(feats.x)}
+    prompts = ["a red sandal", "two blue bags and a green trouser"]
+    res = train(cfg, feats, tmp / "crossflow", progress=False)
+    out["crossflow_raw"] = _sha_state(res.raw_model)
+    out["crossflow_ema"] = _sha_state(res.model)
+    out["crossflow_images"] = _sha(text_to_image(res.model, cfg, prompts, steps=3, scale=2.0, seed=3))
+    out["crossflow_z0"] = _sha(text_latents(res.model, cfg, prompts, seed=5))
+    base_cfg = cfg.replace({"objective.source": "noise", "flow.cross_attention": True, "train.steps": 8})
+    base = train(base_cfg, feats, tmp / "baseline", progress=False)
+    out["baseline_ema"] = _sha_state(base.model)
+    out["baseline_images"] = _sha(text_to_image(base.model, base_cfg, prompts, steps=3, scale=2.0, seed=3))
+    enc, dec, _ = train_text_autoencoder(cfg, feats.x[:64], feats.mask[:64], "variational",
+                                         COMPRESSION_PRESETS["smoke"], progress=False)
+    out["text_autoencoder"] = _sha_state(enc) + _sha_state(dec)
+    return out
+
+
+def test_cpu_results_are_bit_identical_to_the_golden_run(tmp_path):
+    golden = json.loads(GOLDEN.read_text())
+    here = {"torch": torch.__version__, "data": data_key()}
+    if {k: golden[k] for k in here} != here:
+        pytest.skip(f"golden fingerprints were made with {({k: golden[k] for k in here})}, this machine has {here}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                     # the golden run used one thread
+    try:
+        got = fingerprints(tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    moved = {k: (golden["fingerprints"].get(k), v) for k, v in got.items() if golden["fingerprints"].get(k) != v}
+    assert not moved, f"CPU results changed (golden, now): {moved}"
+
+
+if __name__ == "__main__":          # python -m tests.test_bit_identical --write
+    import os
+    import subprocess
+    import tempfile
+    os.environ.setdefault("CROSSFLOW_CACHE", tempfile.mkdtemp(prefix="crossflow-golden-"))
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as d:
+        fp = fingerprints(Path(d))
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
+    body = {"torch": torch.__version__, "data": data_key(), "commit": commit, "fingerprints": fp}
+    print(json.dumps(body, indent=2))
+    if "--write" in sys.argv:
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(body, indent=2) + "\n")
