@@ -3,24 +3,30 @@
 #   make test              the whole test suite (math, tiny-model smoke, notebooks in the smoke profile)
 #   make reproduce         every artifact at the tiny profile into results/ (incremental)
 #   make reproduce-t2i     one artifact; see README for the list
+#   make reproduce-t2i PROFILE=gpu   any profile of crossflow/profiles.py; results/<artifact>-<profile>/
+#   make gpu-check         <= 10 min on one GPU: train, sample, evaluate at gpu-smoke on CUDA, one paper-size step
 #   make lab               JupyterLab on the project's kernel
 
 PYTHON ?= python3
+PROFILE ?= tiny
+CONSTRAINTS ?= constraints-cpu.txt
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: all venv data test test-fast reproduce reproduce-t2i reproduce-table3 reproduce-table1 reproduce-fig3 \
+.PHONY: all venv data test test-fast test-gpu gpu-check reproduce reproduce-t2i reproduce-table3 reproduce-table1 reproduce-fig3 \
         reproduce-table7 reproduce-evaluators reproduce-fig4 reproduce-table8 reproduce-table10 lab clean-results
 
 all: reproduce
 
-# (Re)install when pyproject.toml changes. pip takes torch 2.14.1 / torchvision 0.29.1 (pinned in pyproject).
-$(STAMP): pyproject.toml
+# (Re)install when pyproject.toml or the constraints change. pyproject declares ranges; the exact versions of the
+# CPU machines (torch 2.14.1 / torchvision 0.29.1, ...) come from $(CONSTRAINTS). On a GPU machine whose torch
+# is already right: make venv CONSTRAINTS=/dev/null PYTHON="python3 --system-site-packages" or see README.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[test]"
 	$(PY) -m ipykernel install --sys-prefix --name crossflow --display-name "Python (crossflow)" >/dev/null
 	@touch $(STAMP)
 
@@ -42,41 +48,50 @@ test: venv data
 test-fast: venv data
 	$(PY) -m pytest -q -m "not slow"
 
+# CUDA-only tests (skipped without a GPU), on the GPU runner
+test-gpu: venv data
+	CROSSFLOW_DEVICE=cuda $(PY) -m pytest -q -m gpu
+
+# One GPU, <= 10 minutes, offline; report in results/gpu-check/. Uses whatever python has torch (GPU_PYTHON).
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(GPU_PYTHON) -m reproduce.gpu_check
+
 reproduce: reproduce-t2i reproduce-evaluators reproduce-table7 reproduce-fig4 reproduce-table8 reproduce-table10 \
            reproduce-table3 reproduce-table1 reproduce-fig3
-	$(PY) -m reproduce.summary
+	$(PY) -m reproduce.summary --profile $(PROFILE)
 
 reproduce-t2i: venv data
-	$(PY) -m reproduce.run t2i
+	$(PY) -m reproduce.run t2i --profile $(PROFILE)
 
 reproduce-evaluators: venv data
-	$(PY) -m reproduce.run evaluators
+	$(PY) -m reproduce.run evaluators --profile $(PROFILE)
 
 # reuses the tiny text-to-image run (runs/t2i-tiny) and the cached evaluators
 reproduce-table7: venv data reproduce-t2i reproduce-evaluators
-	$(PY) -m reproduce.run table7
+	$(PY) -m reproduce.run table7 --profile $(PROFILE)
 
 # Figure 4, Figures 5/6 + Table 8, Table 10 reuse the text-to-image run and the evaluators
 reproduce-fig4: venv data reproduce-t2i reproduce-evaluators
-	$(PY) -m reproduce.run fig4
+	$(PY) -m reproduce.run fig4 --profile $(PROFILE)
 
 reproduce-table8: venv data reproduce-t2i reproduce-evaluators
-	$(PY) -m reproduce.run table8
+	$(PY) -m reproduce.run table8 --profile $(PROFILE)
 
 reproduce-table10: venv data reproduce-t2i
-	$(PY) -m reproduce.run table10
+	$(PY) -m reproduce.run table10 --profile $(PROFILE)
 
 # Table 3: 9 distinct small models x 2 seeds, trained in two one-thread workers (runs/table3-tiny, resumable)
 reproduce-table3: venv data reproduce-evaluators
-	$(PY) -m reproduce.run table3
+	$(PY) -m reproduce.run table3 --profile $(PROFILE)
 
 # Table 1: CrossFlow and its matched baseline at the comparison size (runs/table1-tiny, resumable), cost ratio
 reproduce-table1: venv data reproduce-evaluators
-	$(PY) -m reproduce.run table1
+	$(PY) -m reproduce.run table1 --profile $(PROFILE)
 
 # Figure 3: 5 sizes x 2 methods, same steps (runs/fig3-tiny, resumable)
 reproduce-fig3: venv data reproduce-evaluators
-	$(PY) -m reproduce.run fig3
+	$(PY) -m reproduce.run fig3 --profile $(PROFILE)
 
 lab: venv data
 	$(PY) -m pip install --quiet -e ".[lab]"

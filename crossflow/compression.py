@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import Config
+from .device import module_device, resolve_device
 from .flow import KL_FORMS
 from .models import TextDecoder, TextVE
+from .profiles import PROFILES
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,8 @@ class CompressionConfig:
     seed: int = 0
 
 
-COMPRESSION_PRESETS = {"smoke": CompressionConfig(steps=20, batch_size=32), "tiny": CompressionConfig(),
-                       "paper": CompressionConfig(steps=20000, batch_size=1024)}
+# per profile, from the one registry (crossflow/profiles.py, ``compression``)
+COMPRESSION_PRESETS = {name: CompressionConfig(**p.compression) for name, p in PROFILES.items()}
 
 
 def masked_recon_loss(x_hat, x, mask):
@@ -48,11 +50,13 @@ def token_cosine_accuracy(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tens
 
 
 def train_text_autoencoder(cfg: Config, x: torch.Tensor, mask: torch.Tensor, kind: str,
-                           ccfg: CompressionConfig, frozen_encoder: TextVE | None = None, progress: bool = True):
-    """Train (encoder +) decoder for reconstruction. Returns (encoder, decoder, history).
+                           ccfg: CompressionConfig, frozen_encoder: TextVE | None = None, progress: bool = True,
+                           device=None):
+    """Train (encoder +) decoder for reconstruction on ``device``. Returns (encoder, decoder, history).
 
     ``kind`` is "deterministic" or "variational"; with ``frozen_encoder`` only the decoder is trained.
     """
+    device = resolve_device(device)
     torch.manual_seed(ccfg.seed)
     n_tokens, d = x.shape[1], x.shape[2]
     shape = cfg.latent_shape
@@ -61,12 +65,13 @@ def train_text_autoencoder(cfg: Config, x: torch.Tensor, mask: torch.Tensor, kin
     else:
         encoder = frozen_encoder.eval().requires_grad_(False)
     decoder = TextDecoder(math.prod(shape), d, n_tokens, ccfg.decoder_width)
+    encoder, decoder, x, mask = encoder.to(device), decoder.to(device), x.to(device), mask.to(device)
     params = list(decoder.parameters()) + ([] if frozen_encoder is not None else list(encoder.parameters()))
     opt = torch.optim.AdamW(params, lr=ccfg.lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(ccfg.seed)
     history = []
     for step in tqdm(range(ccfg.steps), desc=f"text AE ({kind})", disable=not progress):
-        idx = torch.randint(0, len(x), (ccfg.batch_size,), generator=g)
+        idx = torch.randint(0, len(x), (ccfg.batch_size,), generator=g).to(device)
         z0, mu, logvar = encoder.encode(x[idx], mask[idx], g)
         loss = masked_recon_loss(decoder(z0), x[idx], mask[idx])
         if logvar is not None and frozen_encoder is None:
@@ -81,7 +86,9 @@ def train_text_autoencoder(cfg: Config, x: torch.Tensor, mask: torch.Tensor, kin
 
 @torch.no_grad()
 def evaluate_reconstruction(encoder: TextVE, decoder: TextDecoder, x, mask, seed: int = 0) -> dict:
-    """Per-token cosine accuracy from the sampled latent and from its mean."""
+    """Per-token cosine accuracy from the sampled latent and from its mean (on the encoder's device)."""
+    device = module_device(encoder)
+    x, mask = x.to(device), mask.to(device)
     g = torch.Generator().manual_seed(seed)
     z0, mu, _ = encoder.encode(x, mask, g)
     return {"cosine_sampled": token_cosine_accuracy(decoder(z0), x, mask),

@@ -6,7 +6,11 @@ Every constant that matters for the method is a named field with a comment namin
 
 - ``smoke``: seconds; for tests and CI. Numbers it produces mean nothing.
 - ``tiny``: the CPU default (2 cores, minutes per artifact) that produces the committed ``results/``.
+- ``gpu-smoke``: the smoke sizes on one GPU (GPU CI, ``make gpu-check``).
+- ``gpu``: one 80 GB GPU, a real step up from tiny on the same domain.
 - ``paper``: the paper's sizes and recipe, for GPU users. Here it is only built, counted and stepped once.
+
+The sizes of every profile live in ``crossflow/profiles.py``; this module turns them into configs.
 
 Usage::
 
@@ -22,6 +26,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
+from .profiles import PROFILE_NAMES, PROFILES
 
 
 class ConfigError(ValueError):
@@ -132,6 +138,9 @@ class TrainConfig:
     # EMA warm-up [open]: decay_t = min(ema_decay, (1 + t) / (10 + t)), so that the EMA of a short run does not
     # keep a large share of the initial (zero-output) weights: with 0.999 fixed, 1,400 steps leave 25% of them.
     ema_warmup: bool = True
+    # gradient accumulation [open]: each optimizer step averages the gradients of grad_accum micro-batches of
+    # batch_size / (processes x grad_accum) samples; batch_size stays the global batch of one step
+    grad_accum: int = 1
     log_every: int = 25
     ckpt_every: int = 500
     seed: int = 0
@@ -274,7 +283,7 @@ _CHOICES = {
     ("objective", "enc_loss"): ("it_contrastive", "tt_contrastive", "tt_recon", "none"),
     ("train", "mixed_precision"): ("no", "bf16"),
     ("sample", "solver"): ("euler", "dopri5"),
-    ("", "profile"): ("smoke", "tiny", "paper", "custom"),
+    ("", "profile"): (*PROFILE_NAMES, "custom"),
 }
 
 
@@ -305,6 +314,9 @@ def validate(cfg: Config) -> Config:
                           "objective.source='text' and an objective.enc_loss other than 'none'")
     if tc.freeze_text_ve and not tc.ve_pretrain_steps:
         raise ConfigError("train.freeze_text_ve=True freezes a pre-trained Text VE: set train.ve_pretrain_steps > 0")
+    if tc.grad_accum < 1 or tc.batch_size % tc.grad_accum:
+        raise ConfigError(f"train.grad_accum={tc.grad_accum} must be >= 1 and divide train.batch_size="
+                          f"{tc.batch_size}")
     if not 0.0 <= cfg.objective.uncond_prob < 1.0:
         raise ConfigError("objective.uncond_prob must be in [0, 1)")
     return cfg
@@ -323,39 +335,9 @@ def load_config(path) -> Config:
 # Presets
 # ----------------------------------------------------------------------------------------------------------
 
+# One preset per scale profile; the sizes live in crossflow/profiles.py (the one registry of profiles).
 _PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
-    # Seconds. Used by tests, CI and the notebooks' smoke runs.
-    "smoke": {
-        "name": "smoke", "profile": "smoke",
-        "data.num_train": 256, "data.num_test": 64, "data.captions_per_scene": 2,
-        "autoencoder.block_out_channels": (8, 16, 16), "autoencoder.steps": 20, "autoencoder.batch_size": 32,
-        "text_ve.width": 32, "text_ve.depth": 1, "text_ve.heads": 2, "text_ve.ffn": 64,
-        "flow.width": 32, "flow.depth": 2, "flow.heads": 2,
-        "train.steps": 20, "train.batch_size": 16, "train.warmup_steps": 2, "train.log_every": 5,
-        "train.ckpt_every": 10, "train.ema_decay": 0.9,
-        "sample.steps": 4, "sample.cfg_scale": 2.0,
-    },
-    # The CPU default: the committed results/ (minutes per artifact on 2 cores).
-    "tiny": {"name": "tiny", "profile": "tiny"},
-    # The paper's sizes and recipe (crossflow-method.md sections 3, 6, 10). GPU only.
-    "paper": {
-        "name": "paper", "profile": "paper",
-        "data.source": "coco", "data.image_size": 256,
-        "text.model": "openai/clip-vit-large-patch14", "text.max_length": 77,     # [paper, code]
-        "autoencoder.pretrained": "stabilityai/sd-vae-ft-ema",                      # [code] SD-VAE, f=8
-        "autoencoder.block_out_channels": (128, 256, 512, 512),                     # SD-VAE layout: factor 8
-        "autoencoder.scaling_factor": 0.23010,                                      # [code]
-        "text_ve.width": 768, "text_ve.depth": 11, "text_ve.heads": 8, "text_ve.ffn": 1024,  # [code]
-        "text_ve.reductions": 3,                                                    # [code] 768 -> 96
-        # DiT-style stand-in for DiMR (crossflow-method.md 6 [open]): width 1280, depth 32, patch 2 on
-        # 4 x 32 x 32 gives 0.95B flow-network parameters, the paper's count.
-        "flow.width": 1280, "flow.depth": 32, "flow.heads": 16, "flow.patch_size": 2,
-        "train.steps": 300_000, "train.batch_size": 1024, "train.lr": 1e-4,         # [paper] Table 1 budget
-        "train.warmup_steps": 5000, "train.ema_decay": 0.9999, "train.mixed_precision": "bf16",  # [paper]
-        "train.ema_warmup": False,                                                  # [paper] plain EMA
-        "train.log_every": 100, "train.ckpt_every": 5000,
-        "sample.steps": 50, "sample.cfg_scale": 7.0,                                # [code]
-    },
+    name: {"name": name, "profile": name, **p.config} for name, p in PROFILES.items()
 }
 
 # The Table 1 baseline at the paper's scale [paper]: standard flow matching from Gaussian noise with a
@@ -367,7 +349,7 @@ PRESETS = tuple(_PRESET_OVERRIDES)
 
 
 def get_config(name: str = "tiny", overrides: dict[str, Any] | None = None) -> Config:
-    """Build a preset (``smoke``, ``tiny``, ``paper``) and apply dotted overrides."""
+    """Build a preset (a profile of ``crossflow.profiles``, or ``paper-baseline``) and apply dotted overrides."""
     if name not in _PRESET_OVERRIDES:
         raise ConfigError(f"unknown preset '{name}'{_suggest(name, PRESETS)}")
     return Config().replace({**_PRESET_OVERRIDES[name], **(overrides or {})})

@@ -32,35 +32,25 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config, config_from_dict, to_dict
+from .device import ENV_VAR as DEVICE_ENV
+from .device import default_device, resolve_device, synchronize
+from .profiles import get_profile
 from .utils import stable_hash, write_json
 
 # ----------------------------------------------------------------------------------------------------------
-# Budgets of the comparison notebooks, per profile (on top of the profile's preset)
+# Budgets of the comparison notebooks: per profile, in crossflow/profiles.py (``experiment``, ``eval_sizes``)
 # ----------------------------------------------------------------------------------------------------------
 
-# [open] The paper runs its ablations (Table 3) on its smallest (70M) model; here the "small" model is a flow
-# network of width 64, depth 4 with a Text VE of width 64 (0.67M parameters together), trained 500 steps at
-# batch 64, so that 18 training runs (9 distinct models x 2 seeds) and their evaluation fit the issue's 60 minutes
-# on 2 CPU cores (measured: ~0.46 s per training step and ~0.09 s per CFG image with 25 Euler steps, one thread).
-EXPERIMENT_OVERRIDES = {
-    "smoke": {},
-    "tiny": {"flow.width": 64, "flow.depth": 4, "flow.heads": 4, "text_ve.width": 64, "text_ve.ffn": 128,
-             "train.steps": 500, "train.warmup_steps": 50, "train.log_every": 10, "train.ckpt_every": 100,
-             "sample.steps": 25},
-    # the paper's ablation model is its 70M one: width 512, depth 15 of our DiT stand-in at patch 2 (72M)
-    "paper": {"flow.width": 512, "flow.depth": 15, "flow.heads": 8},
-}
-
-# evaluation sizes per profile [open]: images per set; FID on a few hundred images is biased upwards but
-# the bias is the same for every row of a table (same n), which is what a comparison needs
-EVAL_SIZES = {"smoke": {"n_val": 24, "n_test": 32}, "tiny": {"n_val": 100, "n_test": 400},
-              "paper": {"n_val": 1000, "n_test": 10000}}
-
-
 def experiment_config(profile: str, overrides: dict | None = None) -> Config:
-    """The base config of the comparison notebooks: the profile's preset + EXPERIMENT_OVERRIDES + yours."""
+    """The base config of the comparison notebooks: the profile's preset + its ``experiment`` sizes + yours."""
     from .config import get_config
-    return get_config(profile, {**EXPERIMENT_OVERRIDES.get(profile, {}), **(overrides or {})})
+    return get_config(profile, {**get_profile(profile).experiment, **(overrides or {})})
+
+
+def fig3_plan(profile: str) -> tuple[int | None, dict]:
+    """Figure 3's training steps (None = the experiment preset's) and model sizes for ``profile``."""
+    p = get_profile(profile).fig3
+    return p.get("steps"), dict(p.get("sizes", {}))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -152,7 +142,11 @@ def make_job(row: str, cfg: Config, seed: int, root, guidance: Sequence[Guidance
                tuple(int(s) for s in eval_at), geneval, asdict((eval_cfg or cfg).text))
 
 
-def _init_worker():
+def _init_worker(gpus=None):
+    """A worker process: one thread; with ``gpus`` (a queue of GPU indices) it takes one GPU for its lifetime."""
+    if gpus is not None:                                 # before CUDA is initialised in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())
+        os.environ[DEVICE_ENV] = "cuda"
     torch.set_num_threads(1)
     os.environ["TQDM_DISABLE"] = "1"                     # the parent shows one bar over jobs
     from transformers.utils import logging as hf_logging
@@ -160,7 +154,8 @@ def _init_worker():
 
 
 def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = False) -> list[dict]:
-    """Run every job (results in the order given). ``workers`` > 1: that many one-thread processes.
+    """Run every job (results in the order given). ``workers`` > 1: that many one-thread processes on the CPU;
+    on CUDA (crossflow.device.default_device()) one worker per visible GPU instead, whatever ``workers`` says.
 
     Finished jobs (``result.json`` with the same spec) are read back, not rerun; interrupted ones resume
     from their last checkpoint. ``log``: a file path that gets one line per finished job (tail -f it)."""
@@ -183,11 +178,17 @@ def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = Fals
                 f.write(f"{time.strftime('%H:%M:%S')} {job.row} seed {job.seed}: "
                         f"{json.dumps(res['test'], default=float)} ({res['seconds']:.0f} s)\n")
 
+    ctx, gpus = get_context("spawn"), None
+    if default_device().type == "cuda":
+        workers = torch.cuda.device_count()
+        gpus = ctx.Queue()
+        for i in range(workers):
+            gpus.put(i)
     if workers <= 1 or len(todo) <= 1:
         for job in todo:
             finish(job, run_job(job, force=force))
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(gpus,)) as pool:
             futures = {pool.submit(run_job, job, force): job for job in todo}
             for fut in as_completed(futures):
                 job = futures[fut]
@@ -233,7 +234,7 @@ def _eval_sets(cfg: Config, eval_cfg: Config):
     if key not in _CACHE:
         ev = load_evaluators(eval_cfg, progress=False)
         test = load_scenes(cfg, "test")
-        sizes = EVAL_SIZES.get(cfg.profile, EVAL_SIZES["tiny"])
+        sizes = get_profile(cfg.profile).eval_sizes
         n_test, n_val = min(sizes["n_test"], len(test) // 2), min(sizes["n_val"], len(test) // 2)
         sets = {}
         for name, idx in (("test", range(0, n_test)), ("val", range(len(test) - n_val, len(test)))):
@@ -362,24 +363,29 @@ def final_loss(history: Sequence[dict], key: str = "fm", window: int = 5) -> flo
 
 
 def benchmark_cost(cfgs: dict, features, steps: int = 10, n_images: int = 64, scale: float = 4.0,
-                   repeats: int = 3, seed: int = 0) -> dict:
+                   repeats: int = 3, seed: int = 0, device=None) -> dict:
     """Training-step and sampling wall time of several configs, measured in one process with interleaved repeats
     (A, B, A, B, ...) so that machine noise hits all alike; medians over repeats. Ratios are against the first
-    config. Sampling: ``n_images`` of the first captions, the config's solver and steps, guidance ``scale``."""
+    config. Sampling: ``n_images`` of the first captions, the config's solver and steps, guidance ``scale``.
+    Runs on ``device`` (default: crossflow.device.default_device()); on a GPU the clock is read only after
+    ``torch.cuda.synchronize``, so the times are the GPU's, not the launch queue's."""
     from .models import CrossFlow
     from .sampling import generate
+    device = resolve_device(device)
     times = {name: {"train_step": [], "sample_image": []} for name in cfgs}
     dims = {"text_dim": features.x.shape[-1], "n_tokens": features.x.shape[1]}
+    features = features.to_device(device)
     models = {}
     for name, cfg in cfgs.items():
         torch.manual_seed(seed)
-        model = CrossFlow(cfg, **dims)
+        model = CrossFlow(cfg, **dims).to(device)
         models[name] = (model, torch.optim.AdamW(model.parameters(), lr=cfg.train.lr))
     x, mask = features.x[:n_images], features.mask[:n_images]
     for r in range(repeats + 1):                          # repeat 0 warms up (allocations, caches)
         for name, cfg in cfgs.items():
             model, opt = models[name]
             model.train()
+            synchronize(device)
             t0 = time.perf_counter()
             for s in range(steps):
                 g = torch.Generator().manual_seed(seed * 1000 + s)
@@ -387,10 +393,12 @@ def benchmark_cost(cfgs: dict, features, steps: int = 10, n_images: int = 64, sc
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+            synchronize(device)
             t_train = (time.perf_counter() - t0) / steps
             t0 = time.perf_counter()
             generate(model, x, mask, scale=scale, steps=cfg.sample.steps, solver=cfg.sample.solver, seed=seed,
                      null_x=features.null_x, null_mask=features.null_mask)
+            synchronize(device)
             t_sample = (time.perf_counter() - t0) / n_images
             if r:
                 times[name]["train_step"].append(t_train)
@@ -400,7 +408,8 @@ def benchmark_cost(cfgs: dict, features, steps: int = 10, n_images: int = 64, sc
     others = [n for n in per if n != ref]
     ratios = {k: per[others[0]][k] / per[ref][k] for k in ("train_step", "sample_image")} if others else {}
     return {"per_method": per, "ratios": ratios, "reference": ref, "repeats": repeats, "steps": steps,
-            "n_images": n_images, "scale": scale, "threads": torch.get_num_threads(), "raw": times}
+            "n_images": n_images, "scale": scale, "threads": torch.get_num_threads(), "raw": times,
+            "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})"}
 
 
 def per_seed(by: dict, model: str, kind: str, metric: str, seeds: Sequence[int]) -> list[float]:

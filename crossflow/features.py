@@ -66,21 +66,25 @@ def data_key(cfg: Config) -> str:
     return stable_hash(vars(cfg.data))
 
 
-def autoencoder_for(cfg: Config, progress: bool = True):
-    """The image autoencoder of this config: (vae, scaling_factor, info); trained on the train split once."""
+def autoencoder_for(cfg: Config, progress: bool = True, device=None):
+    """The image autoencoder of this config on ``device``: (vae, scaling_factor, info); trained on the train
+    split once."""
     if cfg.autoencoder.pretrained:
-        return get_autoencoder(cfg.autoencoder)
+        return get_autoencoder(cfg.autoencoder, device=device)
     try:                                       # cached: no need to build the scenes
-        return get_autoencoder(cfg.autoencoder, None, data_key(cfg), seed=cfg.data.seed, progress=progress)
+        return get_autoencoder(cfg.autoencoder, None, data_key(cfg), seed=cfg.data.seed, progress=progress,
+                               device=device)
     except ValueError:
         train = load_scenes(cfg, "train")
         return get_autoencoder(cfg.autoencoder, train.images, data_key(cfg), seed=cfg.data.seed,
-                               progress=progress)
+                               progress=progress, device=device)
 
 
-def prepare_features(cfg: Config, split: str = "train", progress: bool = True) -> Features:
+def prepare_features(cfg: Config, split: str = "train", progress: bool = True, device=None) -> Features:
+    """The cached features of ``split``, on the CPU (``train`` moves them to its device). The autoencoder and the
+    text encoder run on ``device`` (default: crossflow.device.default_device()) when something is not cached."""
     scenes = load_scenes(cfg, split)
-    vae, scale, ae_info = autoencoder_for(cfg, progress)
+    vae, scale, ae_info = autoencoder_for(cfg, progress, device)
     key = stable_hash({"data": vars(cfg.data), "split": split, "ae": ae_info.get("source"),
                        "ae_cfg": vars(cfg.autoencoder), "scale": scale})
     path = Path(cache_dir("latents")) / f"{key}.safetensors"
@@ -91,7 +95,7 @@ def prepare_features(cfg: Config, split: str = "train", progress: bool = True) -
         with atomic_path(path) as tmp:
             save_file({"z1": z1.contiguous()}, str(tmp))
     captions = scenes.unique_captions()
-    x, mask = embed_captions(captions + [""], cfg.text)          # the last row is the empty prompt
+    x, mask = embed_captions(captions + [""], cfg.text, device=device)   # the last row is the empty prompt
     # fresh, aligned copies: tensors loaded from the cache are views into a file buffer, and SIMD reductions
     # over differently aligned memory can differ in the last bit, which would break exact resumption.
     own = lambda t: t.clone(memory_format=torch.contiguous_format)  # noqa: E731

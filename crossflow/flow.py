@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .device import randn
+
 
 # ----------------------------------------------------------------------------------------------------------
 # Path: interpolant, target, time
@@ -146,7 +148,7 @@ def compute_loss(model, batch: dict, ocfg, generator=None, phase: str = "joint")
             m = mask[..., None].to(x.dtype)
             terms["enc"] = ((model.text_decoder(z0) - x).pow(2) * m).sum() / (m.sum() * x.shape[-1])
     else:                                                # baseline: Gaussian source, text by cross-attention
-        z0 = torch.randn(z1.shape, generator=generator).to(dev)
+        z0 = randn(z1.shape, generator, dev)
         z1_pair = z1
         drop = uncond[:, None]                           # standard CFG: empty-prompt embedding 10% of the time
         ctx = torch.where(drop[..., None], batch["null_x"].expand_as(x), x)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from .config import Config
+from .device import module_device, randn
 from .encoders import decode_latents, embed_captions
 from .features import autoencoder_for
 from .sampling import generate_from_z0
@@ -20,8 +21,11 @@ ALPHAS = (0.25, 0.33, 0.67, 1.0, 1.5, 2.0, 3.0)       # Figure 5's scaled-additi
 
 @torch.no_grad()
 def text_latents(model, cfg: Config, captions: list[str], seed: int = 0, sample: bool = True) -> torch.Tensor:
-    """z0 for each caption: a sample of the Text VE (default) or its mean ``mu``. (B, c, h, w)."""
-    x, mask = embed_captions(list(captions), cfg.text)
+    """z0 for each caption: a sample of the Text VE (default) or its mean ``mu``. (B, c, h, w), on the model's
+    device."""
+    device = module_device(model)
+    x, mask = embed_captions(list(captions), cfg.text, device=device)
+    x, mask = x.to(device), mask.to(device)
     model.eval()
     g = torch.Generator().manual_seed(seed)
     z0, mu, _ = model.text_ve.encode(x, mask, g)
@@ -30,7 +34,7 @@ def text_latents(model, cfg: Config, captions: list[str], seed: int = 0, sample:
 
 def interpolate(z_a: torch.Tensor, z_b: torch.Tensor, n: int) -> torch.Tensor:
     """n intermediate points plus both endpoints: (n + 2, ...) on the straight line, not renormalised."""
-    w = torch.arange(n + 2, dtype=z_a.dtype) / (n + 1)
+    w = torch.arange(n + 2, dtype=z_a.dtype, device=z_a.device) / (n + 1)
     return z_a[None] + (z_b - z_a)[None] * w.view(-1, *([1] * z_a.dim()))
 
 
@@ -62,7 +66,7 @@ def images_from_z0(model, cfg: Config, z0: torch.Tensor, scale: float | None = N
     """Flow from given text latents to images, float (B, 3, H, W) in [0, 1]."""
     scale = cfg.sample.cfg_scale if scale is None else scale
     steps = cfg.sample.steps if steps is None else steps
-    vae, vae_scale, _ = autoencoder_for(cfg)
+    vae, vae_scale, _ = autoencoder_for(cfg, device=module_device(model))
     out = []
     for i in range(0, len(z0), batch_size):
         z1, _ = generate_from_z0(model, z0[i:i + batch_size], scale=scale, steps=steps, solver=cfg.sample.solver)
@@ -96,7 +100,9 @@ def lm_space_interpolation(model, cfg: Config, caption_a: str, caption_b: str, n
     noise draw so that only the text changes along the path. Interior points attend to the union of both
     captions' tokens; the endpoints keep their own masks, so they are exactly the two captions' encodings.
     """
-    x, mask = embed_captions([caption_a, caption_b], cfg.text)
+    device = module_device(model)
+    x, mask = embed_captions([caption_a, caption_b], cfg.text, device=device)
+    x, mask = x.to(device), mask.to(device)
     xs = interpolate(x[0], x[1], n)                                   # (n + 2, tokens, d)
     masks = (mask[0] | mask[1]).expand(n + 2, -1).clone()
     masks[0], masks[-1] = mask[0], mask[1]
@@ -104,7 +110,7 @@ def lm_space_interpolation(model, cfg: Config, caption_a: str, caption_b: str, n
     mu, logvar = model.text_ve(xs, masks)
     if logvar is None:
         return mu
-    eps = torch.randn(mu.shape[1:], generator=torch.Generator().manual_seed(seed))
+    eps = randn(mu.shape[1:], torch.Generator().manual_seed(seed), mu.device)
     return mu + torch.exp(0.5 * logvar) * eps
 
 

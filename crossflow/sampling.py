@@ -14,6 +14,8 @@ from typing import Callable
 
 import torch
 
+from .device import module_device, randn
+
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -102,12 +104,14 @@ def generate(model, x: torch.Tensor, mask: torch.Tensor, *, scale: float = 1.0, 
     CrossFlow: z0 = Text VE sample (the only randomness), then the ODE with indicator CFG (or autoguidance when
     ``guide`` is a weaker model). Baseline (no Text VE): z0 ~ N(0, I) and null-text CFG.
     """
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)                  # a CPU generator: the same z0 on every device
     model.eval()
+    x, mask = x.to(module_device(model)), mask.to(module_device(model))
     if model.text_ve is not None:
         z0 = model.text_ve.encode(x, mask, g)[0]
         return generate_from_z0(model, z0, scale=scale, steps=steps, solver=solver, guide=guide)
-    z0 = torch.randn((x.shape[0], *model.net.latent_shape), generator=g)
+    z0 = randn((x.shape[0], *model.net.latent_shape), g, x.device)
+    null_x, null_mask = null_x.to(x.device), null_mask.to(x.device)
     v = text_cfg(model.net, x, mask, null_x, null_mask, scale)
     counter = NFECounter(v, 1 if scale == 1.0 else 2)
     return solve(counter, z0, solver, steps), counter.nfe
@@ -116,10 +120,13 @@ def generate(model, x: torch.Tensor, mask: torch.Tensor, *, scale: float = 1.0, 
 @torch.no_grad()
 def generate_from_z0(model, z0: torch.Tensor, *, scale: float = 1.0, steps: int = 50, solver: str = "euler",
                      guide=None):
-    """Integrate CrossFlow's ODE from given text latents z0 (interpolations, arithmetic). Returns (z1, nfe)."""
+    """Integrate CrossFlow's ODE from given text latents z0 (interpolations, arithmetic). Returns (z1, nfe).
+
+    Runs on the model's device (z0 and the guide are moved there); z1 stays on it."""
     model.eval()
+    z0 = z0.to(module_device(model))
     if guide is not None:
-        v = autoguidance(model.net, guide.net, scale)
+        v = autoguidance(model.net, guide.to(z0.device).eval().net, scale)
     else:
         v = indicator_cfg(model.net, scale)
     passes = 1 if scale == 1.0 else 2

@@ -5,13 +5,22 @@ baseline, or any ablation: the config decides), keeps an EMA, logs metrics to ``
 self-describing checkpoints atomically and resumes from the last one. It reads cached text embeddings and image
 latents (:class:`crossflow.features.Features`), as the released code does, so no frozen encoder runs per step.
 
-Determinism: every random draw of step ``s`` comes from generators seeded by (seed, s, process), so a run that
-is killed and resumed from a checkpoint ends with exactly the weights of an uninterrupted run.
-Multi-process data parallelism (``accelerate launch``) needs no change here: each process takes its slice of
-the same global batch, and accelerate averages the gradients.
+Determinism: every random draw of step ``s`` comes from CPU generators seeded by (seed, s, process, micro-batch)
+and is moved to the device, so a run that is killed and resumed from a checkpoint ends with exactly the weights
+of an uninterrupted run, and a GPU run draws the same batches, times and noise as a CPU run.
+
+Devices: one process trains on ``crossflow.device.default_device()`` ($CROSSFLOW_DEVICE, default CUDA when
+there is one). Multi-process data parallelism needs no change here: ``accelerate launch`` or ``torchrun`` start
+``python -m crossflow.train --profile P --out DIR [key=value ...]`` (see :func:`main`); each process takes its
+slice of the same global batch, accelerate averages the gradients, the logged loss is averaged over processes,
+and a non-finite loss on any process stops every process with the same error. ``train.grad_accum`` splits each
+process's slice into micro-batches whose gradients are summed before the one optimizer step.
 """
 from __future__ import annotations
 
+import argparse
+import ast
+import contextlib
 import copy
 import json
 import math
@@ -26,7 +35,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import Config, config_from_dict, to_dict
+from .config import Config, config_from_dict, get_config, to_dict
+from .device import default_device, resolve_device
 from .models import CrossFlow
 from .utils import REPO_ROOT, atomic_path, write_json
 
@@ -64,17 +74,20 @@ def save_checkpoint(path, *, model, ema, optimizer, scheduler, step: int, cfg: C
         torch.save(state, tmp)
 
 
-def load_model(run_dir_or_ckpt, ema: bool = True) -> tuple[CrossFlow, Config, dict]:
-    """Rebuild a trained model from its checkpoint alone (config and dims are inside). Returns (model, cfg, ckpt)."""
+def load_model(run_dir_or_ckpt, ema: bool = True, map_location=None) -> tuple[CrossFlow, Config, dict]:
+    """Rebuild a trained model from its checkpoint alone (config and dims are inside). Returns (model, cfg, ckpt)
+    with the model on ``map_location`` (default: crossflow.device.default_device()); a checkpoint written on a
+    GPU loads on a CPU and the other way round."""
     path = Path(run_dir_or_ckpt)
     path = path / CKPT if path.is_dir() else path
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; train first (crossflow.train.train)")
+    device = resolve_device(map_location)
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     cfg = config_from_dict(ckpt["config"])
     model = CrossFlow(cfg, **ckpt["dims"])
     model.load_state_dict(ckpt["ema" if ema else "model"])
-    return model.eval(), cfg, ckpt
+    return model.to(device).eval(), cfg, ckpt
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -93,6 +106,39 @@ class TrainResult:
 
 def _step_generator(seed: int, step: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step) * 97 + int(stream))
+
+
+def _accelerator():
+    """accelerate's Accelerator on crossflow's device (a launcher's environment decides under accelerate launch /
+    torchrun). Mixed precision stays ours (``train.mixed_precision``, autocast in the loop), so the config alone
+    says how a run was trained."""
+    from accelerate import Accelerator
+    device = default_device()
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device.index)
+    return Accelerator(cpu=device.type == "cpu", mixed_precision="no")
+
+
+def _micro_batch(batch: dict, part: slice) -> dict:
+    """Rows ``part`` of every per-sample tensor of a batch (the empty-prompt embedding is shared)."""
+    return {k: v if k.startswith("null_") else v[part] for k, v in batch.items()}
+
+
+def _check_finite(acc, loss, terms: dict, step: int, ckpt_path: Path) -> None:
+    """Raise NonFiniteLossError on every process if the loss is NaN/inf on any one (before the backward pass,
+    whose gradient all-reduce would otherwise wait forever for the process that stopped)."""
+    finite = bool(torch.isfinite(loss.detach()))
+    bad = 0 if finite else 1
+    if acc.num_processes > 1:
+        bad = int(acc.reduce(torch.tensor([float(bad)], device=acc.device), "sum").item())
+    if not bad:
+        return
+    where = "" if acc.num_processes == 1 else f" on {bad} of {acc.num_processes} processes"
+    saved = (f"the last checkpoint in {ckpt_path.parent} is intact" if ckpt_path.exists()
+             else "no checkpoint had been written yet")
+    raise NonFiniteLossError(
+        f"loss is not finite{where} at step {step} (this process: {float(loss.detach())}, terms {terms}). Nothing "
+        f"was saved for this step; {saved}. Try a lower train.lr, train.grad_clip > 0, or objective.kl_form='code'.")
 
 
 def _without_steps(d: dict) -> dict:
@@ -122,18 +168,18 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
 
     ``stop_at`` ends the run early after that step (with a checkpoint), as if it had been interrupted.
     """
-    from accelerate import Accelerator
-
     tc = cfg.train
     out_dir = Path(out_dir)
     # Mixed precision is applied by our own autocast (below), not by the Accelerator, so that runs with different
     # configs can follow each other in one process (accelerate's state is a process-wide singleton).
-    acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    acc = accelerator or _accelerator()
     amp = {"device_type": acc.device.type, "dtype": torch.bfloat16, "enabled": tc.mixed_precision == "bf16"}
-    rank, world = acc.process_index, acc.num_processes
-    if tc.batch_size % world:
-        raise ValueError(f"train.batch_size={tc.batch_size} is not divisible by the {world} processes")
+    rank, world, accum = acc.process_index, acc.num_processes, tc.grad_accum
+    if tc.batch_size % (world * accum):
+        raise ValueError(f"train.batch_size={tc.batch_size} is not divisible by the {world} processes x "
+                         f"train.grad_accum={accum} micro-batches")
     local_bs = tc.batch_size // world
+    micro_bs = local_bs // accum
     if tc.ve_pretrain_steps and world > 1:
         raise ValueError("2-stage training (train.ve_pretrain_steps > 0) runs in one process only: its stages "
                          "train different parameter sets, which DistributedDataParallel does not allow")
@@ -176,19 +222,28 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
         model.train()
         for module in acc.unwrap_model(model).encoder_modules() if phase == "flow" else ():
             module.eval().requires_grad_(False)           # 2-stage separate: the pre-trained Text VE is frozen
-        # the global batch is the same on every process; each takes its slice
+        # the global batch is the same on every process; each takes its slice, then its micro-batches
         g = _step_generator(tc.seed, step, 0)
         batch = feats.batch(g, tc.batch_size, slice(rank * local_bs, (rank + 1) * local_bs))
-        torch.manual_seed(tc.seed * 1_000_003 + step * 97 + 1 + rank)   # dropout
-        with torch.autocast(**amp):
-            loss, terms = model(batch, _step_generator(tc.seed, step, 1 + rank), phase)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"loss is {loss.item()} at step {step} (terms {terms}). Nothing was saved for this step; the last "
-                f"checkpoint in {out_dir} is intact. Try a lower train.lr, train.grad_clip > 0, or "
-                f"objective.kl_form='code'.")
         opt.zero_grad(set_to_none=True)
-        acc.backward(loss)
+        step_loss, step_terms = 0.0, {}
+        for micro in range(accum):
+            mb = batch if accum == 1 else _micro_batch(batch, slice(micro * micro_bs, (micro + 1) * micro_bs))
+            stream = 1 + rank + world * micro                # micro-batch 0 draws what a step without accumulation draws
+            torch.manual_seed(tc.seed * 1_000_003 + step * 97 + stream)   # dropout
+            with torch.autocast(**amp):
+                loss, terms = model(mb, _step_generator(tc.seed, step, stream), phase)
+            _check_finite(acc, loss, terms, step, out_dir / CKPT)
+            # accumulate locally; DDP averages the gradients over processes at the last micro-batch only
+            sync = acc.no_sync(model) if world > 1 and micro < accum - 1 else contextlib.nullcontext()
+            with sync:
+                acc.backward(loss if accum == 1 else loss / accum)
+            if accum == 1:
+                step_loss, step_terms = loss, terms
+            else:
+                step_loss = step_loss + loss.detach() / accum
+                step_terms = {k: step_terms.get(k, 0.0) + v / accum for k, v in terms.items()}
+        loss, terms = step_loss, step_terms
         if tc.grad_clip > 0:
             acc.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
@@ -200,7 +255,12 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
 
         done = step + 1
         if done % tc.log_every == 0 or done == end:
-            row = {"step": done, "loss": loss.item(), **terms, "lr": sched.get_last_lr()[0], "phase": phase}
+            if world > 1:                                 # the mean over processes (every process calls this)
+                vals = torch.tensor([float(loss.detach()), *terms.values()], device=acc.device)
+                vals = acc.reduce(vals, "mean").tolist()
+                loss, terms = vals[0], dict(zip(terms, vals[1:]))
+            loss = float(loss.detach()) if torch.is_tensor(loss) else loss
+            row = {"step": done, "loss": loss, **terms, "lr": sched.get_last_lr()[0], "phase": phase}
             history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}", phase=phase)
             if acc.is_main_process:
@@ -215,3 +275,61 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
     bar.close()
     return TrainResult(model=ema, raw_model=acc.unwrap_model(model), history=history, out_dir=out_dir,
                        step=max(start, end), train_seconds=spent + time.time() - t_start)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Command line: the same train() under one process, accelerate launch or torchrun
+# ----------------------------------------------------------------------------------------------------------
+
+def _parse_override(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise SystemExit(f"override '{text}' is not key=value (e.g. train.steps=500)")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key.strip(), value                       # a bare string, e.g. text.model=/path/to/minilm
+
+
+def main(argv=None) -> TrainResult:
+    """``python -m crossflow.train --profile P --out DIR [key=value ...]``
+
+    One process: trains on $CROSSFLOW_DEVICE (default CUDA when present). Several: ``accelerate launch
+    --config_file configs/accelerate/ddp_bf16.yaml -m crossflow.train ...`` or ``torchrun --nproc_per_node N
+    -m crossflow.train ...``. The features (scenes, autoencoder, caption embeddings) are built once, by the main
+    process, before the others read them from the cache. An accelerate config asking for bf16 sets
+    ``train.mixed_precision=bf16`` (recorded in the run's config.json); fp16 is refused.
+    """
+    from .config import PRESETS
+    from .features import prepare_features
+
+    ap = argparse.ArgumentParser(prog="python -m crossflow.train", description=main.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="tiny", choices=PRESETS)
+    ap.add_argument("--out", required=True, help="run folder (checkpoint, metrics.jsonl, config.json)")
+    ap.add_argument("--no-resume", action="store_true", help="start over even if DIR holds a checkpoint")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    a = ap.parse_args(argv)
+    overrides = dict(_parse_override(o) for o in a.overrides)
+    launcher_mp = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+    if launcher_mp == "fp16":
+        raise SystemExit("the accelerate config asks for fp16; CrossFlow trains in bf16 or fp32 "
+                         "(set mixed_precision: bf16 or no)")
+    if launcher_mp == "bf16":
+        overrides.setdefault("train.mixed_precision", "bf16")
+    cfg = get_config(a.profile, overrides)
+    acc = _accelerator()
+    acc.print(f"[train] profile {a.profile}: {acc.num_processes} process(es) on {acc.device.type}, global batch "
+              f"{cfg.train.batch_size} (grad_accum {cfg.train.grad_accum}), precision {cfg.train.mixed_precision}, "
+              f"-> {a.out}")
+    with acc.main_process_first():                      # built once; the others then hit the cache
+        feats = prepare_features(cfg, progress=acc.is_main_process, device=acc.device)
+    result = train(cfg, feats, a.out, resume=not a.no_resume, accelerator=acc)
+    last = result.history[-1] if result.history else {}
+    acc.print(f"[train] done: step {result.step}, loss {last.get('loss', float('nan')):.4f}, "
+              f"{result.train_seconds / 60:.1f} min; checkpoint {Path(a.out) / CKPT}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

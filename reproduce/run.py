@@ -2,7 +2,11 @@
 
     python -m reproduce.run t2i                      # tiny profile -> results/t2i/
     python -m reproduce.run t2i --profile smoke --out /tmp/x
+    python -m reproduce.run t2i --profile gpu        # one GPU -> results/t2i-gpu/
     python -m reproduce.run t2i -p seed 1 --force
+
+Profiles come from crossflow/profiles.py. A CUDA profile (gpu-smoke, gpu, paper) refuses to start where torch
+sees no CUDA GPU, unless CROSSFLOW_DEVICE=cpu asks for the CPU explicitly.
 
 Incremental: the hash of everything the artifact depends on (its notebook, the library source, the driver,
 pyproject and the parameters) is stored in results/<artifact>/inputs.json; if it is unchanged and the outputs
@@ -17,6 +21,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+from crossflow.profiles import PROFILE_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,6 +109,11 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
 
     if artifact not in ARTIFACTS:
         raise SystemExit(f"unknown artifact '{artifact}'; known: {', '.join(ARTIFACTS)}")
+    from crossflow.device import DeviceError, check_profile_device
+    try:
+        device = check_profile_device(profile)
+    except (DeviceError, ValueError) as e:
+        raise SystemExit(f"[reproduce] {e}") from None
     nb_rel, what = ARTIFACTS[artifact]
     notebook = ROOT / nb_rel
     out_dir = Path(out) if out else ROOT / "results" / (artifact if profile == "tiny" else f"{artifact}-{profile}")
@@ -115,7 +126,7 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
               f"Use --force to recompute.")
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"[reproduce] {artifact} ({what}) profile={profile} -> {out_dir}", flush=True)
+    print(f"[reproduce] {artifact} ({what}) profile={profile} device={device} -> {out_dir}", flush=True)
     t0 = time.time()
     executed = out_dir / Path(nb_rel).name
     pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name=kernel_name(),
@@ -142,7 +153,7 @@ def _value(text: str):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("artifact", choices=sorted(ARTIFACTS) + ["all"])
-    ap.add_argument("--profile", default="tiny", choices=["smoke", "tiny", "paper"])
+    ap.add_argument("--profile", default="tiny", choices=PROFILE_NAMES, help="scale profile (crossflow/profiles.py)")
     ap.add_argument("--out", default=None, help="output folder (default results/<artifact>)")
     ap.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
                     help="notebook parameter (Python literal)")

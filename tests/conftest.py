@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated cache for the whole session, Fashion-MNIST (real or synthetic), smoke features."""
+"""Shared fixtures: an isolated cache for the whole session, Fashion-MNIST (real or synthetic), smoke features,
+the CPU as the device, and the ``gpu`` marker's skip where there is no CUDA."""
 from __future__ import annotations
 
 import os
@@ -16,6 +17,9 @@ def session_env(tmp_path_factory):
     mp.setenv("HF_HUB_OFFLINE", "1")
     mp.setenv("TRANSFORMERS_OFFLINE", "1")
     mp.setenv("TOKENIZERS_PARALLELISM", "false")
+    # CPU tests on any machine (CI is CPU; a GPU runner uses `pytest -m gpu` / make gpu-check); set
+    # CROSSFLOW_DEVICE=cuda before pytest to run the whole suite on a GPU instead
+    mp.setenv("CROSSFLOW_DEVICE", os.environ.get("CROSSFLOW_DEVICE", "cpu"))
     root = fm.DEBIAN_DIR if fm._complete(fm.DEBIAN_DIR) else fm.write_idx_fixture(
         tmp_path_factory.mktemp("fmnist"), n_train=600, n_test=200)
     mp.setenv(fm.ENV_VAR, str(root))
@@ -33,3 +37,14 @@ def smoke_cfg():
 def smoke_features(smoke_cfg):
     from crossflow.features import prepare_features
     return prepare_features(smoke_cfg, progress=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA: skipped (with the reason) where torch sees none."""
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

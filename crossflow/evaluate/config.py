@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from ..profiles import PROFILES
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -41,14 +43,8 @@ class EvalConfig:
                                         # fastest single-threaded); 0 = leave torch's setting
 
 
-_PRESETS: dict[str, dict[str, Any]] = {
-    # seconds: tests and the notebooks' smoke runs (numbers are only good enough for the metric tests)
-    "smoke": {"judge_cells": 6000, "judge_steps": 300, "judge_batch": 128, "judge_feat": 16,
-              "judge_val_prompts": 120, "clip_dim": 64, "clip_width": 16, "clip_steps": 250, "clip_batch": 64,
-              "n_prompts": 24, "samples_per_prompt": 1, "fid_samples": 64},
-    "tiny": {},                         # the CPU default (a few minutes)
-    "paper": {"clip_model": "openai/clip-vit-large-patch14", "fid_backend": "inception"},
-}
+# per profile, from the one registry (crossflow/profiles.py, ``evaluators``): overrides of the fields above
+_PRESETS: dict[str, dict[str, Any]] = {name: dict(p.evaluators) for name, p in PROFILES.items()}
 EVAL_PRESETS = tuple(_PRESETS)
 
 

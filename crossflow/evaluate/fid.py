@@ -14,6 +14,7 @@ import torch
 import torchvision.transforms.functional as TF
 from cleanfid.fid import frechet_distance
 
+from ..device import resolve_device
 from .judge import as_float_images
 
 
@@ -26,12 +27,12 @@ def frechet(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def inception_features(images, batch_size: int = 64, device: str | None = None) -> np.ndarray:
+def inception_features(images, batch_size: int = 64, device=None) -> np.ndarray:
     """clean-fid's InceptionV3 pool features in its "clean" mode (PIL bicubic resize to 299). Needs the
     Inception weights (clean-fid downloads them once; offline it fails with clean-fid's own error)."""
     from cleanfid.features import build_feature_extractor
     from cleanfid.resize import make_resizer
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     model = build_feature_extractor("clean", device, use_dataparallel=False)
     resize = make_resizer("PIL", False, "bicubic", (299, 299))
     x = (as_float_images(images).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # (N, H, W, 3)

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from ..config import DataConfig
 from ..data import COLORS, TASKS, Item, PromptSpec, class_ids, load_fashion_mnist
 from ..data.scenes import cell_size, relation, resize_items
+from ..device import module_device, randn
 
 # ----------------------------------------------------------------------------------------------------------
 # Network
@@ -106,16 +107,18 @@ def _augment(x: torch.Tensor, g: torch.Generator, jitter: int, noise: float) -> 
         dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=g))
         x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
     if noise:
-        x = (x + noise * torch.randn(x.shape, generator=g)).clamp(0, 1)
+        x = (x + noise * randn(x.shape, g, x.device)).clamp(0, 1)
     return x
 
 
 def train_judge(net: CellNet, cfg: DataConfig, ecfg, progress: bool = True) -> dict:
-    """Cross-entropy on class (K + 1 way) + colour, AdamW with cosine decay, on real train renders."""
+    """Cross-entropy on class (K + 1 way) + colour, AdamW with cosine decay, on real train renders, on the
+    device the network is on."""
+    device = module_device(net)
     rng = np.random.default_rng([ecfg.seed, 11])
     cells, cls, col = render_cells(cfg, ecfg.judge_cells, "train", rng)
-    x_all = as_float_images(cells)
-    cls_t, col_t = torch.from_numpy(cls), torch.from_numpy(col)
+    x_all = as_float_images(cells).to(device)
+    cls_t, col_t = torch.from_numpy(cls).to(device), torch.from_numpy(col).to(device)
     g = torch.Generator().manual_seed(ecfg.seed)
     torch.manual_seed(ecfg.seed)
     opt = torch.optim.AdamW(net.parameters(), lr=ecfg.judge_lr, weight_decay=1e-4)
@@ -123,7 +126,7 @@ def train_judge(net: CellNet, cfg: DataConfig, ecfg, progress: bool = True) -> d
     net.train()
     losses = []
     for step in tqdm(range(ecfg.judge_steps), desc="train judge", disable=not progress, leave=False):
-        idx = torch.randint(0, len(x_all), (ecfg.judge_batch,), generator=g)
+        idx = torch.randint(0, len(x_all), (ecfg.judge_batch,), generator=g).to(device)
         x = _augment(x_all[idx], g, ecfg.judge_jitter, ecfg.judge_noise)
         cls_logits, col_logits = net(x)
         loss = F.cross_entropy(cls_logits, cls_t[idx]) + F.cross_entropy(col_logits, col_t[idx], ignore_index=-100)
@@ -155,14 +158,17 @@ class Reading:
 
 @torch.no_grad()
 def read_images(net: CellNet, images, cfg: DataConfig, batch_size: int = 512) -> Reading:
+    """The judge's reading of every image (run on the judge's device; the Reading holds numpy arrays)."""
+    device = module_device(net)
     x = as_float_images(images)
     ids = np.array(class_ids(cfg) + [-1])                                                # last index = empty
     g = cfg.grid ** 2
     cls, col, feats = [], [], []
     for i in range(0, len(x), batch_size):
-        cells = split_cells(x[i:i + batch_size], cfg)
+        cells = split_cells(x[i:i + batch_size].to(device), cfg)
         h = net.features(cells)
-        cls.append(net.cls_head(h).argmax(-1)), col.append(net.color_head(h).argmax(-1)), feats.append(h)
+        cls.append(net.cls_head(h).argmax(-1).cpu()), col.append(net.color_head(h).argmax(-1).cpu())
+        feats.append(h.cpu())
     n = len(x)
     return Reading(ids[torch.cat(cls).numpy()].reshape(n, g), torch.cat(col).numpy().reshape(n, g),
                    torch.cat(feats).reshape(n, -1).double().numpy())

@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from ..device import resolve_device
 from ..utils import atomic_path, cache_dir, file_sha256, stable_hash, write_json
 
 
@@ -44,16 +45,19 @@ def stale_reason(kind: str, spec: dict) -> str | None:
 
 
 def load_or_train(kind: str, spec: dict, build: Callable[[], torch.nn.Module],
-                  fit: Callable[[torch.nn.Module], dict], verbose: bool = True) -> tuple[torch.nn.Module, dict]:
-    """Return (network in eval mode, info). ``fit(net)`` trains in place and returns a JSON-able info dict.
+                  fit: Callable[[torch.nn.Module], dict], verbose: bool = True,
+                  device=None) -> tuple[torch.nn.Module, dict]:
+    """Return (network in eval mode on ``device``, info). ``fit(net)`` trains in place (on ``device``) and returns
+    a JSON-able info dict. The weights are stored from the CPU, so a cache is the same whichever device made it.
 
     ``info["cached"]`` says whether the weights were loaded (True) or trained just now (False).
     """
     weights, meta_path = cache_paths(kind, spec)
     reason = stale_reason(kind, spec)
-    net = build()
+    device = resolve_device(device)
+    net = build().to(device)
     if reason is None:
-        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        net.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
         meta = json.loads(meta_path.read_text())
         return net.eval(), {**meta["info"], "cached": True, "path": str(weights), "sha256": meta["sha256"]}
     if verbose:
@@ -63,7 +67,7 @@ def load_or_train(kind: str, spec: dict, build: Callable[[], torch.nn.Module],
     info = {**info, "train_seconds": round(time.time() - t0, 1)}
     net.eval()
     with atomic_path(weights) as tmp:
-        torch.save(net.state_dict(), tmp)
+        torch.save({k: v.cpu() for k, v in net.state_dict().items()}, tmp)
     sha = file_sha256(weights)
     write_json(meta_path, {"kind": kind, "spec": _normalise(spec), "sha256": sha, "info": info})
     return net, {**info, "cached": False, "path": str(weights), "sha256": sha}

@@ -21,6 +21,7 @@ import torch
 
 from ..config import Config
 from ..data import PromptSpec
+from ..device import resolve_device
 from .clip import HFClip, build_clip, domain_clip_score, embed_scene_captions, retrieval_accuracy, train_clip
 from .config import EvalConfig, get_eval_config
 from .fid import frechet, inception_features
@@ -55,6 +56,7 @@ class Evaluators:
     judge_info: dict
     clip: object                       # DomainCLIP or HFClip
     clip_info: dict
+    device: torch.device = torch.device("cpu")   # where the evaluator networks run (inputs are moved there)
 
     # -- metrics -------------------------------------------------------------------------------------------
     def geneval(self, images, specs: Sequence[PromptSpec]) -> dict:
@@ -71,7 +73,7 @@ class Evaluators:
 
     def features(self, images) -> np.ndarray:
         if self.ecfg.fid_backend == "inception":
-            return inception_features(images)
+            return inception_features(images, device=self.device)
         return read_images(self.judge, images, self.cfg.data).features
 
     def fid(self, images_a, images_b=None, feats_b: np.ndarray | None = None) -> dict:
@@ -100,9 +102,12 @@ class Evaluators:
         return {"fid": fid, "clip_score": clip, "geneval": gen}
 
 
-def load_evaluators(cfg: Config, ecfg: EvalConfig | None = None, progress: bool = True) -> Evaluators:
-    """The evaluators for ``cfg``'s data: loaded from the cache, or trained once (and validated) and cached."""
+def load_evaluators(cfg: Config, ecfg: EvalConfig | None = None, progress: bool = True,
+                    device=None) -> Evaluators:
+    """The evaluators for ``cfg``'s data on ``device`` (default: crossflow.device.default_device()): loaded from
+    the cache, or trained once there (and validated) and cached."""
     ecfg = ecfg or get_eval_config(cfg.profile)
+    device = resolve_device(device)
     if cfg.data.source != "scenes":
         raise NotImplementedError("the domain evaluators need data.source='scenes'; for COCO use the Inception "
                                   "and CLIP backends (fid_backend='inception', clip_model=...) and real GenEval")
@@ -115,17 +120,17 @@ def load_evaluators(cfg: Config, ecfg: EvalConfig | None = None, progress: bool 
         judge_keys = [k for k in e if k.startswith("judge_")] + ["seed"]
         judge, judge_info = load_or_train(
             "judge", {"version": JUDGE_VERSION, "data": _data_spec(cfg), "eval": {k: e[k] for k in judge_keys}},
-            lambda: build_judge(cfg.data, ecfg), fit_judge, verbose=progress)
+            lambda: build_judge(cfg.data, ecfg), fit_judge, verbose=progress, device=device)
 
         if ecfg.clip_model:
-            return Evaluators(cfg, ecfg, judge, judge_info, HFClip(ecfg.clip_model),
-                              {"source": ecfg.clip_model, "cached": True})
+            return Evaluators(cfg, ecfg, judge, judge_info, HFClip(ecfg.clip_model, device),
+                              {"source": ecfg.clip_model, "cached": True}, device)
         from ..encoders import embed_captions
-        text_dim = embed_captions([""], cfg.text)[0].shape[-1]
+        text_dim = embed_captions([""], cfg.text, device=device)[0].shape[-1]
         def fit_clip(net):
             from ..features import load_scenes
             train_scenes = load_scenes(cfg, "train")
-            x, mask = embed_scene_captions(train_scenes, cfg)
+            x, mask = embed_scene_captions(train_scenes, cfg, device)
             info = train_clip(net, train_scenes, x, mask, ecfg, progress)
             return {**info, "retrieval": retrieval_accuracy(net, load_scenes(cfg, "test"), cfg)}
 
@@ -133,8 +138,8 @@ def load_evaluators(cfg: Config, ecfg: EvalConfig | None = None, progress: bool 
         clip, clip_info = load_or_train(
             "clip", {"version": CLIP_VERSION, "data": _data_spec(cfg), "text": dataclasses.asdict(cfg.text),
                      "text_dim": text_dim, "eval": {k: e[k] for k in clip_keys}},
-            lambda: build_clip(cfg, ecfg, text_dim), fit_clip, verbose=progress)
-    return Evaluators(cfg, ecfg, judge, judge_info, clip, clip_info)
+            lambda: build_clip(cfg, ecfg, text_dim), fit_clip, verbose=progress, device=device)
+    return Evaluators(cfg, ecfg, judge, judge_info, clip, clip_info, device)
 
 
 # ----------------------------------------------------------------------------------------------------------

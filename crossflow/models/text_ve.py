@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..config import TextVEConfig
+from ..device import randn
 
 
 def _encoder_layer(width: int, heads: int, ffn: int, dropout: float) -> nn.TransformerEncoderLayer:
@@ -62,7 +63,7 @@ class TextVE(nn.Module):
         """z0 from (mu, logvar): the reparameterisation of each Table 3a variant."""
         if self.cfg.kind == "deterministic":
             return mu
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = randn(mu.shape, generator, mu.device, mu.dtype)            # drawn on the generator's device
         if self.cfg.kind == "noise":
             return mu + self.cfg.noise_std * eps
         return mu + torch.exp(0.5 * logvar) * eps
