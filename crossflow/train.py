@@ -180,6 +180,11 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
                          f"train.grad_accum={accum} micro-batches")
     local_bs = tc.batch_size // world
     micro_bs = local_bs // accum
+    if acc.distributed_type.value in ("FSDP", "DEEPSPEED"):
+        raise NotImplementedError(
+            f"train() does not support {acc.distributed_type.value} yet: its EMA and its single-file checkpoints "
+            f"hold full (unsharded) tensors. Use DDP (configs/accelerate/ddp_bf16.yaml): the 0.95B paper preset "
+            f"fits one 80 GB GPU per process, with train.grad_accum for the global batch.")
     if tc.ve_pretrain_steps and world > 1:
         raise ValueError("2-stage training (train.ve_pretrain_steps > 0) runs in one process only: its stages "
                          "train different parameter sets, which DistributedDataParallel does not allow")
