@@ -115,7 +115,8 @@ _PROFILES = {
         fig3={"steps": None, "sizes": _SMOKE_FIG3_SIZES}),
     "gpu": Profile(
         "gpu", "one 80 GB GPU: each artifact a real step up from tiny on the same 32x32 domain", "cuda",
-        "estimated 3-4 GPU-hours for every artifact on one H100 (README: per artifact, and how it was estimated)",
+        "estimated 1-3 GPU-hours of network compute for every artifact on one H100, plus data and evaluation "
+        "overhead (results/estimate-gpu/estimate.md: per artifact, and how it was estimated)",
         # [open] 5x the scenes, a 4x wider autoencoder, a ~35M-parameter flow network (width 384, depth 12)
         # and a 3M-parameter Text VE, batch 256 for 40K steps in bf16 (the paper's precision).
         config={"data.num_train": 60000, "data.num_test": 5000,

@@ -1,0 +1,187 @@
+"""How long `make reproduce PROFILE=<profile>` takes on a GPU: counted FLOPs x an effective throughput.
+
+    python -m reproduce.estimate --profile gpu         # -> results/estimate-gpu/estimate.{json,md}
+
+For every artifact, the training FLOPs (steps x batch x FLOPs per training sample, counted with
+``torch.utils.flop_counter.FlopCounterMode`` on a real forward + backward of each model) and the sampling FLOPs
+(images x NFE x FLOPs per forward) of its budget: model sizes and steps from crossflow/profiles.py, the numbers of
+seeds, rows, guidance settings and images from the notebooks' ``parameters`` cells (read, not copied). The
+hours follow from an effective throughput: measured by ``make gpu-check`` (its gpu-step stage, the gpu profile's
+real training step) when results/gpu-check/report.json exists, else the two stated assumptions below. Small
+models reach a small fraction of a GPU's peak, so the assumptions are deliberately low. Only the networks'
+FLOPs are counted: data loading, evaluator features and Python overhead are not (the evaluators are small).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from crossflow.config import Config, get_config
+from crossflow.profiles import PROFILE_NAMES, get_profile
+from reproduce.run import ARTIFACTS, ROOT
+
+# effective bf16 throughput assumed without a measurement [open]: ~10% and ~3% of an H100's dense bf16 peak
+# (989 TFLOP/s); the tiny step reaches under 10% of this CPU's bf16 peak, small GPU models do no better
+ASSUMED_TFLOPS = {"likely": 100.0, "pessimistic": 30.0}
+
+
+def notebook_parameters(artifact: str) -> dict:
+    """The literal assignments of an artifact notebook's ``parameters`` cell."""
+    nb = json.loads((ROOT / ARTIFACTS[artifact][0]).read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    out = {}
+    for node in ast.parse("".join(cell["source"])).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:                         # arithmetic on literals, e.g. [1 / 3, 2 / 3]
+                expr = ast.Expression(node.value)
+                out[node.targets[0].id] = eval(compile(expr, "<parameters>", "eval"), {"__builtins__": {}})
+    return out
+
+
+@lru_cache(maxsize=None)
+def _flops(cfg_json: str, text_dim: int = 384, batch: int = 4) -> tuple[float, float]:
+    """(training FLOPs per sample, one forward pass of the flow network per sample) of a config."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from crossflow.config import config_from_dict
+    from crossflow.models import CrossFlow
+    cfg = config_from_dict(json.loads(cfg_json))
+    c, h, w = cfg.latent_shape
+    n, s = cfg.text.max_length, cfg.data.image_size
+    torch.manual_seed(0)
+    model = CrossFlow(cfg, text_dim, n)
+    batch_ = {"x": torch.randn(batch, n, text_dim), "mask": torch.ones(batch, n, dtype=torch.bool),
+              "z1": torch.randn(batch, c, h, w), "pixels": torch.rand(batch, 3, s, s) * 2 - 1,
+              "null_x": torch.zeros(1, n, text_dim), "null_mask": torch.ones(1, n, dtype=torch.bool)}
+    with FlopCounterMode(display=False) as fc:
+        loss, _ = model(batch_, torch.Generator().manual_seed(0))
+        loss.backward()
+    train = fc.get_total_flops() / batch
+    kw = ({"context": batch_["x"], "context_mask": batch_["mask"]} if cfg.flow.cross_attention
+          else {"indicator": torch.ones(batch, dtype=torch.long)})
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model.net(batch_["z1"], torch.full((batch,), 0.5), **kw)
+    return train, fc.get_total_flops() / batch
+
+
+def flops(cfg: Config) -> tuple[float, float]:
+    from crossflow.config import to_json
+    return _flops(to_json(cfg))
+
+
+def _train(cfg: Config, runs: int = 1) -> float:
+    return runs * cfg.train.steps * cfg.train.batch_size * flops(cfg)[0]
+
+
+def _sample(cfg: Config, images: float, guided: bool = True) -> float:
+    return images * cfg.sample.steps * (2 if guided else 1) * flops(cfg)[1]
+
+
+def artifact_flops(profile: str) -> dict[str, dict]:
+    """{artifact: {"train": FLOPs, "sample": FLOPs, "what": str}} for the profile's budgets."""
+    from crossflow.evaluate import get_eval_config
+    from crossflow.experiments import baseline_config, experiment_config, fig3_plan
+    p, main, ev = get_profile(profile), get_config(profile), get_eval_config(profile)
+    sizes = p.eval_sizes
+    out = {}
+    nb = notebook_parameters("t2i")
+    out["t2i"] = {"train": _train(main), "sample": _sample(main, nb["n_prompts"] * (1 + len(nb["sweep_scales"]))),
+                  "what": f"main model, {main.train.steps} steps x batch {main.train.batch_size}"}
+    out["evaluators"] = {"train": 0.0, "sample": 0.0, "what": "judge + domain CLIP (small CNNs, not counted)"}
+    out["table7"] = {"train": 0.0, "sample": _sample(main, ev.fid_samples + ev.n_prompts * ev.samples_per_prompt),
+                     "what": f"{ev.fid_samples} FID images + {ev.n_prompts} x {ev.samples_per_prompt} GenEval images"}
+    nb = notebook_parameters("fig4")
+    out["fig4"] = {"train": 0.0, "sample": _sample(main, 2 * len(nb["pairs"]) * (nb["n_between"] + 2)),
+                   "what": "interpolation paths"}
+    nb = notebook_parameters("table8")
+    out["table8"] = {"train": 0.0, "sample": _sample(main, 3 * nb["n_per_kind"] * 2), "what": "arithmetic + control"}
+    out["table10"] = {"train": 0.0, "sample": 0.0, "what": "three text autoencoders (small, not counted)"}
+
+    exp = experiment_config(profile)
+    nb = notebook_parameters("table3")
+    seeds, n_lm = len(nb["seeds"]), len(nb["language_models"])
+    settings = 1 + len(nb["cfg_scales"]) + len(nb["ag_scales"]) * len(nb["ag_fractions"])
+    distinct = 9 + max(0, n_lm - 3)                                   # the notebook's 9 distinct models at 3 LMs
+    per_job_images = sizes["n_val"] * settings + sizes["n_test"] * 3 + ev.n_prompts * ev.samples_per_prompt
+    out["table3"] = {"train": _train(exp, distinct * seeds), "sample": _sample(exp, distinct * seeds * per_job_images),
+                     "what": f"{distinct} models x {seeds} seeds, {exp.train.steps} steps x batch {exp.train.batch_size}"}
+    nb = notebook_parameters("table1")
+    base = baseline_config(exp)
+    seeds, scales = len(nb["seeds"]), len(nb["cfg_scales"])
+    imgs = seeds * (sizes["n_val"] * scales + sizes["n_test"] + ev.n_prompts * ev.samples_per_prompt)
+    out["table1"] = {"train": _train(exp, seeds) + _train(base, seeds),
+                     "sample": _sample(exp, imgs) + _sample(base, imgs),
+                     "what": f"CrossFlow + baseline x {seeds} seed(s)"}
+    nb = notebook_parameters("fig3")
+    steps, plan = fig3_plan(profile)
+    steps = steps or exp.train.steps
+    seeds, scales = len(nb["seeds"]), len(nb["cfg_scales"])
+    train = sample = 0.0
+    for i, ov in enumerate(plan.values()):
+        cf = exp.replace({**ov, "train.steps": steps})
+        imgs = seeds * (sizes["n_val"] * scales + sizes["n_test"] * (1 + (len(nb["curve_fractions"]) if i == len(plan) - 1 else 0)))
+        for c in (cf, baseline_config(cf)):
+            train += _train(c, seeds)
+            sample += _sample(c, imgs)
+    out["fig3"] = {"train": train, "sample": sample,
+                   "what": f"{len(plan)} sizes x 2 methods x {seeds} seeds, {steps} steps"}
+    return out
+
+
+def measured_tflops(profile_report: Path = ROOT / "results" / "gpu-check" / "report.json") -> dict | None:
+    """Effective TFLOP/s of the gpu profile's training step as make gpu-check measured it, if it ran."""
+    if not profile_report.exists():
+        return None
+    rep = json.loads(profile_report.read_text())
+    row = next((r for r in rep["stages"] if r["stage"] == "gpu-step"), None)
+    if row is None or "step_seconds" not in row:
+        return None
+    gpu = get_config("gpu")
+    tflops = gpu.train.batch_size * flops(gpu)[0] / row["step_seconds"] / 1e12
+    return {"measured": tflops, "device": rep["machine"].get("gpu"), "report": str(profile_report.relative_to(ROOT))}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="gpu", choices=PROFILE_NAMES)
+    a = ap.parse_args(argv)
+    from crossflow.utils import atomic_path, write_json
+    per = artifact_flops(a.profile)
+    meas = measured_tflops()
+    rates = {**({"measured": meas["measured"]} if meas else {}), **ASSUMED_TFLOPS}
+    total = sum(v["train"] + v["sample"] for v in per.values())
+    out = ROOT / "results" / f"estimate-{a.profile}"
+    body = {"profile": a.profile, "tflops": rates, "measured_from": meas, "assumed": ASSUMED_TFLOPS,
+            "artifacts": {k: {**v, "hours": {r: (v["train"] + v["sample"]) / (t * 1e12) / 3600 for r, t in rates.items()}}
+                          for k, v in per.items()},
+            "total_pflop": total / 1e15,
+            "total_hours": {r: total / (t * 1e12) / 3600 for r, t in rates.items()}}
+    write_json(out / "estimate.json", body)
+    cols = list(rates)
+    lines = [f"# Estimated GPU time of `make reproduce PROFILE={a.profile}`", "",
+             "Generated by `python -m reproduce.estimate --profile " + a.profile + "`: network FLOPs counted with "
+             "FlopCounterMode, divided by an effective throughput (" + ", ".join(
+                 f"{r} {t:.0f} TFLOP/s" for r, t in rates.items()) + (
+                 f"; measured by make gpu-check on {meas['device']}" if meas else
+                 "; both assumed, no make gpu-check report yet") + "). Not counted: data, evaluators, overhead.", "",
+             "| artifact | budget | train PFLOP | sample PFLOP | " + " | ".join(f"h ({c})" for c in cols) + " |",
+             "|---|---|---:|---:|" + "---:|" * len(cols)]
+    for k, v in body["artifacts"].items():
+        lines.append(f"| {k} | {v['what']} | {v['train'] / 1e15:.1f} | {v['sample'] / 1e15:.2f} | "
+                     + " | ".join(f"{v['hours'][c]:.2f}" for c in cols) + " |")
+    lines.append(f"| **all** | | {sum(v['train'] for v in per.values()) / 1e15:.1f} | "
+                 f"{sum(v['sample'] for v in per.values()) / 1e15:.2f} | "
+                 + " | ".join(f"**{body['total_hours'][c]:.1f}**" for c in cols) + " |")
+    with atomic_path(out / "estimate.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
