@@ -13,7 +13,7 @@ This module is plain data and imports nothing from the package (everything else 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -104,15 +104,6 @@ _PROFILES = {
         evaluators={},                                # the EvalConfig defaults are the tiny evaluators
         compression={},                               # the CompressionConfig defaults are the tiny ones
         fig3={"steps": 300, "sizes": _FIG3_TINY_SIZES}),
-    "gpu-smoke": Profile(
-        "gpu-smoke", "the smoke sizes on one CUDA GPU: every notebook in minutes (GPU CI, make gpu-check)", "cuda",
-        "estimated ~10 min for every notebook on one GPU (smoke sizes; evaluator and autoencoder training dominate)",
-        config=_SMOKE_CONFIG,
-        experiment={},
-        eval_sizes={"n_val": 24, "n_test": 32},
-        evaluators=_SMOKE_EVALUATORS,
-        compression={"steps": 20, "batch_size": 32},
-        fig3={"steps": None, "sizes": _SMOKE_FIG3_SIZES}),
     "gpu": Profile(
         "gpu", "one 80 GB GPU: each artifact a real step up from tiny on the same 32x32 domain", "cuda",
         "estimated 1-3 GPU-hours of network compute for every artifact on one H100, plus data and evaluation "
@@ -154,6 +145,14 @@ _PROFILES = {
             "70M": {"flow.width": 512, "flow.depth": 15, "flow.heads": 8},
             "0.95B": {"flow.width": 1280, "flow.depth": 32, "flow.heads": 16}}}),
 }
+
+# gpu-smoke: the smoke sizes, on CUDA (inserted after tiny, so the listing goes from small to large)
+_PROFILES = {k: v for k, v in _PROFILES.items() if k in ("smoke", "tiny")} | {
+    "gpu-smoke": replace(
+        _PROFILES["smoke"], name="gpu-smoke", device="cuda",
+        description="the smoke sizes on one CUDA GPU: every notebook in minutes (GPU CI, make gpu-check)",
+        runtime="estimated ~10 min for every notebook on one GPU (smoke sizes; data and evaluators dominate)"),
+} | {k: v for k, v in _PROFILES.items() if k not in ("smoke", "tiny")}
 
 PROFILES: Mapping[str, Profile] = MappingProxyType(_PROFILES)
 PROFILE_NAMES = tuple(PROFILES)
