@@ -184,9 +184,11 @@ class Config:
         return (self.autoencoder.latent_channels, side, side)
 
     def replace(self, overrides: dict[str, Any] | None = None, **kw) -> "Config":
-        """Return a copy with dotted overrides applied, e.g. ``cfg.replace({"train.steps": 10})``."""
+        """Return a copy with dotted overrides applied, e.g. ``cfg.replace({"train.steps": 10})``.
+
+        A section given as a dict (``{"train": {"steps": 10}}``) is merged into the section, never replaces it."""
         d = to_dict(self)
-        for key, value in {**(overrides or {}), **kw}.items():
+        for key, value in {**_check_overrides(overrides), **kw}.items():
             _set_dotted(d, key, value)
         return config_from_dict(d)
 
@@ -203,6 +205,26 @@ def to_json(cfg) -> str:
     return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
 
 
+def _check_overrides(overrides) -> dict:
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"overrides must be a dict of dotted keys, e.g. {{'train.steps': 500}}; got "
+                          f"{type(overrides).__name__} {overrides!r}")
+    bad = [k for k in overrides if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"override keys must be dotted strings such as 'train.steps'; got {bad[0]!r}")
+    return overrides
+
+
+def _merge(node: dict, value: dict, path: str) -> dict:
+    """A section dict merged into the current section (recursively); unknown keys are refused by _build."""
+    out = dict(node)
+    for k, v in value.items():
+        out[k] = _merge(node[k], v, f"{path}.{k}") if isinstance(v, dict) and isinstance(node.get(k), dict) else v
+    return out
+
+
 def _set_dotted(d: dict, key: str, value) -> None:
     parts = key.split(".")
     node = d
@@ -213,6 +235,10 @@ def _set_dotted(d: dict, key: str, value) -> None:
         node = node[p]
     if parts[-1] not in node:
         raise ConfigError(f"unknown config key '{key}'{_suggest(parts[-1], list(node))}")
+    if isinstance(node[parts[-1]], dict):                 # a whole section: merge, do not reset the rest
+        if not isinstance(value, dict):
+            raise ConfigError(f"config section '{key}' must be given as a dict of its keys, got {value!r}")
+        value = _merge(node[parts[-1]], value, key)
     node[parts[-1]] = value
 
 
@@ -287,7 +313,51 @@ _CHOICES = {
 }
 
 
+# The allowed range of every numeric field, checked at load before anything else (a test checks that no numeric
+# field is missing): ">=N", ">N", an interval "[a,b)" / "[a,b]", or "any" (finite). None values are not checked.
+_RANGES = {
+    "data.image_size": ">=1", "data.grid": ">=1", "data.item_size": ">=1", "data.max_items": ">=1",
+    "data.num_train": ">=1", "data.num_test": ">=1", "data.captions_per_scene": ">=1", "data.seed": ">=0",
+    "text.max_length": ">=1", "text.embed_scale": ">0",
+    "autoencoder.layers_per_block": ">=1", "autoencoder.latent_channels": ">=1", "autoencoder.steps": ">=1",
+    "autoencoder.batch_size": ">=1", "autoencoder.lr": ">0", "autoencoder.kl_weight": ">=0",
+    "autoencoder.scaling_factor": ">0",
+    "text_ve.width": ">=1", "text_ve.depth": ">=0", "text_ve.heads": ">=1", "text_ve.ffn": ">=1",
+    "text_ve.dropout": "[0,1)", "text_ve.reductions": ">=0", "text_ve.noise_std": ">=0",
+    "flow.width": ">=1", "flow.depth": ">=1", "flow.heads": ">=1", "flow.patch_size": ">=1", "flow.mlp_ratio": ">0",
+    "objective.sigma_min": "[0,1)", "objective.t_mean": "any", "objective.t_std": ">=0",
+    "objective.kl_weight": ">=0", "objective.enc_weight": ">=0", "objective.uncond_prob": "[0,1)",
+    "train.steps": ">=1", "train.batch_size": ">=1", "train.lr": ">0", "train.weight_decay": ">=0",
+    "train.warmup_steps": ">=0", "train.grad_clip": ">=0", "train.ema_decay": "[0,1]", "train.grad_accum": ">=1",
+    "train.log_every": ">=1", "train.ckpt_every": ">=1", "train.seed": ">=0", "train.ve_pretrain_steps": ">=0",
+    "sample.steps": ">=1", "sample.cfg_scale": ">=0",
+}
+
+
+def _in_range(value: float, rule: str) -> bool:
+    if rule == "any":
+        return value == value                             # not NaN
+    if rule.startswith(">="):
+        return value >= float(rule[2:])
+    if rule.startswith(">"):
+        return value > float(rule[1:])
+    lo, hi = (float(v) for v in rule[1:-1].split(","))
+    return (lo <= value if rule[0] == "[" else lo < value) and (value <= hi if rule[-1] == "]" else value < hi)
+
+
+def _check_ranges(cfg: Config) -> None:
+    for name, rule in _RANGES.items():
+        section, key = name.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if value is not None and not _in_range(value, rule):
+            raise ConfigError(f"config key '{name}' = {value!r} is out of range: it must be {rule}")
+    for i, beta in enumerate(cfg.train.betas):
+        if not (isinstance(beta, (int, float)) and 0 <= beta < 1) or len(cfg.train.betas) != 2:
+            raise ConfigError(f"config key 'train.betas' = {cfg.train.betas!r} must be two numbers in [0, 1)")
+
+
 def validate(cfg: Config) -> Config:
+    _check_ranges(cfg)                                    # first: a bad count is named before what it breaks
     for (section, key), allowed in _CHOICES.items():
         value = getattr(getattr(cfg, section) if section else cfg, key)
         if value not in allowed:
@@ -352,4 +422,4 @@ def get_config(name: str = "tiny", overrides: dict[str, Any] | None = None) -> C
     """Build a preset (a profile of ``crossflow.profiles``, or ``paper-baseline``) and apply dotted overrides."""
     if name not in _PRESET_OVERRIDES:
         raise ConfigError(f"unknown preset '{name}'{_suggest(name, PRESETS)}")
-    return Config().replace({**_PRESET_OVERRIDES[name], **(overrides or {})})
+    return Config().replace({**_PRESET_OVERRIDES[name], **_check_overrides(overrides)})

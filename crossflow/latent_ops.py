@@ -12,7 +12,7 @@ import torch
 
 from .config import Config
 from .device import module_device, randn
-from .encoders import decode_latents, embed_captions
+from .encoders import check_prompts, decode_latents, embed_captions
 from .features import autoencoder_for
 from .sampling import generate_from_z0
 
@@ -24,7 +24,7 @@ def text_latents(model, cfg: Config, captions: list[str], seed: int = 0, sample:
     """z0 for each caption: a sample of the Text VE (default) or its mean ``mu``. (B, c, h, w), on the model's
     device."""
     device = module_device(model)
-    x, mask = embed_captions(list(captions), cfg.text, device=device)
+    x, mask = embed_captions(check_prompts(captions, cfg.text), cfg.text, device=device)
     x, mask = x.to(device), mask.to(device)
     model.eval()
     g = torch.Generator().manual_seed(seed)

@@ -6,7 +6,7 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .device import module_device
-from .encoders import decode_latents, embed_captions
+from .encoders import check_prompts, decode_latents, embed_captions
 from .features import autoencoder_for
 from .sampling import generate
 
@@ -17,6 +17,7 @@ def text_to_image(model, cfg: Config, captions: list[str], *, scale: float | Non
 
     Everything runs on the model's device (move the model to choose it); the captions' token states come from
     the cache or the frozen text encoder on that device."""
+    captions = check_prompts(captions, cfg.text)
     scale = cfg.sample.cfg_scale if scale is None else scale
     steps = cfg.sample.steps if steps is None else steps
     x, mask = embed_captions(list(captions) + [""], cfg.text, device=module_device(model))

@@ -197,3 +197,49 @@ def test_get_config_overrides_beat_preset():
     cfg = get_config("paper", {"flow.depth": 2, "train.lr": 5e-4})
     assert cfg.flow.depth == 2 and cfg.train.lr == pytest.approx(5e-4)
     assert cfg.flow.width == 1280 and cfg.profile == "paper"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Issue 12 (5): section dicts merge, bad override types, every numeric field range-checked at load
+# ----------------------------------------------------------------------------------------------------------
+
+def test_section_dict_override_merges_instead_of_resetting():
+    smoke = get_config("smoke")
+    cfg = get_config("smoke", {"train": {"steps": 5}})
+    assert cfg.train.steps == 5
+    assert dataclasses.replace(cfg.train, steps=smoke.train.steps) == smoke.train   # the rest is smoke's, not tiny's
+    with pytest.raises(ConfigError, match="unknown config key 'stpes'"):
+        get_config("smoke", {"train": {"stpes": 5}})
+    with pytest.raises(ConfigError, match="must be given as a dict"):
+        get_config("smoke", {"train": 5})
+
+
+def test_overrides_must_be_a_dict():
+    with pytest.raises(ConfigError, match="overrides must be a dict of dotted keys"):
+        get_config("smoke", "train.steps=5")
+    with pytest.raises(ConfigError, match="overrides must be a dict"):
+        get_config("tiny").replace(["train.steps", 5])
+
+
+@pytest.mark.parametrize("key,value", [("train.steps", 0), ("train.ckpt_every", 0), ("train.log_every", 0),
+                                       ("train.batch_size", 0), ("train.lr", 0.0), ("data.num_train", 0),
+                                       ("objective.uncond_prob", 1.0), ("train.ema_decay", 1.5),
+                                       ("sample.steps", 0), ("text_ve.dropout", -0.1)])
+def test_out_of_range_values_are_named_at_load(key, value):
+    with pytest.raises(ConfigError, match=f"'{key}' = .* out of range"):
+        get_config("smoke", {key: value})
+
+
+def test_every_numeric_field_has_a_range():
+    from crossflow.config import _RANGES
+    import typing
+    numeric = []
+    for sec in dataclasses.fields(Config):
+        if dataclasses.is_dataclass(sec.type if not isinstance(sec.type, str) else None) or sec.name in (
+                "data", "text", "autoencoder", "text_ve", "flow", "objective", "train", "sample"):
+            cls = type(getattr(Config(), sec.name))
+            for f in dataclasses.fields(cls):
+                hint = typing.get_type_hints(cls)[f.name]
+                if hint in (int, float) or hint == typing.Optional[float] or hint == typing.Optional[int]:
+                    numeric.append(f"{sec.name}.{f.name}")
+    assert sorted(set(numeric) - set(_RANGES)) == []

@@ -10,6 +10,8 @@ its text features, so the frozen encoder never runs inside the training loop.
 """
 from __future__ import annotations
 
+import warnings
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -77,6 +79,34 @@ class FrozenTextEncoder:
             out = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
             x = out.last_hidden_state.float() * self.cfg.embed_scale            # (B, n, d)
         return x.cpu(), tok["attention_mask"].bool().cpu()
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(model: str):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(resolve_text_model(model))
+
+
+def check_prompts(captions, cfg: TextConfig) -> list[str]:
+    """The prompts as a list, or a ValueError saying what is wrong; warns (once per call) how many are longer than
+    ``text.max_length`` tokens and will be cut by the tokenizer."""
+    if isinstance(captions, str):
+        raise ValueError(f"prompts must be a list of strings, got one string {captions!r}; for one prompt pass "
+                         f"[{captions!r}]")
+    if captions is None or not hasattr(captions, "__len__") or len(captions) == 0:
+        raise ValueError(f"prompts must be a non-empty list of strings, got {captions!r}")
+    captions = list(captions)
+    bad = [(i, c) for i, c in enumerate(captions) if not isinstance(c, str)]
+    if bad:
+        raise ValueError(f"prompt {bad[0][0]} is {type(bad[0][1]).__name__} {bad[0][1]!r}, not a string "
+                         f"({len(bad)} of {len(captions)} prompts are not strings)")
+    lengths = [len(ids) for ids in _tokenizer(cfg.model)(captions)["input_ids"]]
+    cut = sum(n > cfg.max_length for n in lengths)
+    if cut:
+        warnings.warn(f"{cut} of {len(captions)} prompts are longer than text.max_length={cfg.max_length} tokens "
+                      f"(longest {max(lengths)}) and are cut to it; raise text.max_length (a new model) or shorten "
+                      f"them", stacklevel=3)
+    return captions
 
 
 def embed_captions(captions: list[str], cfg: TextConfig, batch_size: int = 256,
