@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from .config import Config, config_from_dict, get_config, to_dict
 from .device import default_device, resolve_device
 from .models import CrossFlow
-from .utils import REPO_ROOT, atomic_path, write_json
+from .utils import REPO_ROOT, atomic_path, remove_orphans, write_json
 
 CKPT = "checkpoint.pt"
 
@@ -141,6 +141,18 @@ def _check_finite(acc, loss, terms: dict, step: int, ckpt_path: Path) -> None:
         f"was saved for this step; {saved}. Try a lower train.lr, train.grad_clip > 0, or objective.kl_form='code'.")
 
 
+def _differences(a: dict, b: dict, prefix: str = "") -> dict:
+    """{dotted key: (a's value, b's value)} where two nested config dicts differ."""
+    out = {}
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out.update(_differences(va, vb, f"{prefix}{k}."))
+        elif va != vb:
+            out[f"{prefix}{k}"] = (va, vb)
+    return out
+
+
 def _without_steps(d: dict) -> dict:
     """What must match to resume: everything but train.steps and the sampling settings (not used in training)."""
     d = to_dict(config_from_dict(d))                      # fill fields added since the checkpoint was written
@@ -198,11 +210,20 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))   # [paper] warm-up, then constant
 
     start, spent, ckpt_path, log_path = 0, 0.0, out_dir / CKPT, out_dir / "metrics.jsonl"
+    if acc.is_main_process and out_dir.exists():          # temporary files of a run killed mid-write
+        remove_orphans(out_dir, (CKPT, "metrics.jsonl", "config.json"))
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if _without_steps(ckpt["config"]) != _without_steps(to_dict(cfg)):
-            raise ValueError(f"{ckpt_path} was written by a different config (only train.steps and sample.* may "
-                             f"change on resume); use another out_dir, or resume=False to start over")
+        old, new = _without_steps(ckpt["config"]), _without_steps(to_dict(cfg))
+        if old != new:
+            diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in _differences(old, new).items())
+            raise ValueError(f"{ckpt_path} was written by a different config ({diff}; only train.steps and sample.* "
+                             f"may change on resume); use another out_dir, or resume=False to start over")
+        limit, what = (tc.steps, "train.steps") if stop_at is None or stop_at >= tc.steps else (stop_at, "stop_at")
+        if ckpt["step"] > limit:
+            raise ValueError(f"{ckpt_path} is at step {ckpt['step']}, past {what}={limit}: nothing to train, and "
+                             f"the run folder is left as it is. Load it with load_model({str(out_dir)!r}), raise "
+                             f"{what}, or use another out_dir (or resume=False) to train {limit} steps")
         model.load_state_dict(ckpt["model"]), ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"]), sched.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["rng"]["torch"]), np.random.set_state(ckpt["rng"]["numpy"])

@@ -36,11 +36,19 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to ``path``; it replaces ``path`` only if the block succeeds.
 
-    A crash mid-write leaves the old file (or nothing) in place, never half a file.
+    A crash mid-write leaves the old file (or nothing) in place, never half a file; a SIGKILL can leave the
+    temporary ``.<name>.<random>.tmp`` behind, which :func:`remove_orphans` cleans. The file gets the normal
+    permissions of a new file (0666 minus the umask), not mkstemp's 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,10 +56,23 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        if os.path.exists(tmp):
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_orphans(folder, names) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_path` left for ``names`` in ``folder`` when a process was
+    killed mid-write (call it only while no other process writes there). Returns what was removed."""
+    removed = []
+    for name in names:
+        for orphan in Path(folder).glob(f".{name}.*.tmp"):
+            orphan.unlink(missing_ok=True)
+            removed.append(orphan)
+    return removed
 
 
 def write_json(path, obj) -> None:

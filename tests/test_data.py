@@ -88,11 +88,16 @@ def test_not_found_message(tmp_path, monkeypatch):
     monkeypatch.setenv("CROSSFLOW_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(fm.ENV_VAR, raising=False)
     with pytest.raises(DatasetNotFoundError) as err:
-        find_fashion_mnist(tmp_path / "nowhere", download=False)
+        find_fashion_mnist(download=False)
     msg = str(err.value)
     assert "apt-get install dataset-fashion-mnist" in msg
     assert "zalandoresearch/fashion-mnist" in msg and fm.ENV_VAR in msg
-    assert str(tmp_path / "nowhere") in msg and str(tmp_path / "empty") in msg
+    assert str(tmp_path / "empty") in msg and str(tmp_path / "cache") in msg
+    # an explicit root that does not exist is an error, not a fall-back to another copy (issue 12)
+    write_idx_fixture(tmp_path / "other", n_train=10, n_test=10)
+    monkeypatch.setenv(fm.ENV_VAR, str(tmp_path / "other"))
+    with pytest.raises(DatasetNotFoundError, match="nowhere, which does not exist.*given explicitly"):
+        find_fashion_mnist(tmp_path / "nowhere", download=False)
     # the env var is honoured
     write_idx_fixture(tmp_path / "env", n_train=10, n_test=10)
     monkeypatch.setenv(fm.ENV_VAR, str(tmp_path / "env"))
@@ -321,3 +326,12 @@ def test_coco_errors(coco_dir, tmp_path):
     with pytest.raises(ValueError, match="no image has a caption"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         CocoCaptions(tmp_path / "nocap.json", coco_dir, 8)
+
+
+def test_damaged_gzip_names_the_file(tmp_path):
+    """Issue 12 (8): a truncated .gz says which file it is and what to do."""
+    folder = write_idx_fixture(tmp_path / "fm", n_train=10, n_test=10)
+    f = folder / "t10k-labels-idx1-ubyte.gz"
+    f.write_bytes(f.read_bytes()[:20])
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte.gz could not be read.*damaged"):
+        fm.read_idx(f)

@@ -39,3 +39,40 @@ def test_truncated_prompts_are_counted_in_one_warning(smoke_cfg, smoke_model):
     with warnings.catch_warnings():
         warnings.simplefilter("error")                             # short prompts: no warning at all
         text_to_image(smoke_model, smoke_cfg, ["a red bag"], steps=1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# (8) smaller faults
+# ----------------------------------------------------------------------------------------------------------
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+    from crossflow.utils import atomic_path, write_json
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_path(tmp_path / "b.bin") as tmp:
+            tmp.write_bytes(b"1")
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "a.json").stat().st_mode & 0o777) == oct(0o644)
+    assert oct((tmp_path / "b.bin").stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_orphan_temporary_checkpoints_are_removed_at_the_next_start(smoke_cfg, smoke_features, tmp_path):
+    from crossflow.train import train
+    tmp_path.mkdir(exist_ok=True)
+    orphan = tmp_path / ".checkpoint.pt.abc123.tmp"                # what a SIGKILL mid-save leaves
+    orphan.write_bytes(b"half a checkpoint")
+    keep = tmp_path / "notes.txt"
+    keep.write_text("mine")
+    train(smoke_cfg.replace({"train.steps": 2}), smoke_features, tmp_path, progress=False)
+    assert not orphan.exists() and keep.exists()
+
+
+def test_nan_message_does_not_claim_a_checkpoint(smoke_cfg, smoke_features, tmp_path):
+    from dataclasses import replace
+    from crossflow.train import NonFiniteLossError, train
+    bad = replace(smoke_features, z1=torch.full_like(smoke_features.z1, float("nan")))
+    with pytest.raises(NonFiniteLossError, match="no checkpoint had been written yet"):
+        train(smoke_cfg, bad, tmp_path, progress=False)

@@ -106,8 +106,19 @@ def test_killed_run_resumes_to_the_same_weights(smoke_features, tmp_path):
 
 def test_resume_refuses_a_different_config(smoke_cfg, smoke_features, tmp_path):
     train(smoke_cfg.replace({"train.steps": 5}), smoke_features, tmp_path, progress=False)
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ValueError, match=r"different config \(train.lr: 0.001 -> 0.5;"):
         train(smoke_cfg.replace({"train.steps": 5, "train.lr": 0.5}), smoke_features, tmp_path, progress=False)
+
+
+def test_resume_with_fewer_steps_than_the_checkpoint_says_so(smoke_cfg, smoke_features, tmp_path):
+    """Issue 12 (8): asking for 3 steps from a 5-step checkpoint is refused, and config.json is not rewritten."""
+    train(smoke_cfg.replace({"train.steps": 5}), smoke_features, tmp_path, progress=False)
+    before = (tmp_path / "config.json").read_text()
+    with pytest.raises(ValueError, match="at step 5, past train.steps=3"):
+        train(smoke_cfg.replace({"train.steps": 3}), smoke_features, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="at step 5, past stop_at=2"):
+        train(smoke_cfg.replace({"train.steps": 5}), smoke_features, tmp_path, stop_at=2, progress=False)
+    assert (tmp_path / "config.json").read_text() == before
 
 
 def test_nan_loss_stops_with_a_clear_error(smoke_cfg, smoke_features, tmp_path):

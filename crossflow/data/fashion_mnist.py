@@ -64,8 +64,16 @@ def find_fashion_mnist(root: str | os.PathLike | None = None, download: bool = T
     """
     searched: list[str] = []
     candidates: list[tuple[str, Path | None]] = []
-    if root is not None:
-        candidates.append(("root argument / data.fashion_root", Path(root)))
+    if root is not None:                       # given explicitly: used or refused, never silently replaced
+        found = _complete(Path(root).expanduser())
+        if found is not None:
+            return found
+        raise DatasetNotFoundError(
+            f"data.fashion_root (or the root argument) is {root}, which "
+            f"{'does not exist' if not Path(root).expanduser().exists() else 'does not hold the four idx files'} "
+            f"({', '.join(n for pair in FILES.values() for n in pair)}, plain or .gz). It was given explicitly, so "
+            f"nothing else is searched: fix the path, or set it to None to search ${ENV_VAR}, {DEBIAN_DIR} and "
+            f"the cache.")
     if os.environ.get(ENV_VAR):
         candidates.append((f"${ENV_VAR}", Path(os.environ[ENV_VAR])))
     candidates.append(("Debian package dataset-fashion-mnist", Path(DEBIAN_DIR)))
@@ -109,8 +117,12 @@ def read_idx(path: str | os.PathLike, ndim: int | None = None) -> np.ndarray:
     """Parse an idx file (optionally gzipped): magic = 0, 0, type code, ndim; big-endian int32 sizes; data."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        blob = f.read()
+    try:
+        with opener(path, "rb") as f:
+            blob = f.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as e:          # truncated or corrupt download
+        raise ValueError(f"{path} could not be read ({type(e).__name__}: {e}); the file is damaged: delete it "
+                         f"and get Fashion-MNIST again (see crossflow.data.find_fashion_mnist)") from e
     if len(blob) < 4 or blob[0] != 0 or blob[1] != 0:
         raise ValueError(f"{path} is not an idx file (bad magic number {blob[:4].hex()})")
     if blob[2] != _IDX_UBYTE:
