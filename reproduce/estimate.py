@@ -14,7 +14,6 @@ FLOPs are counted: data loading, evaluator features and Python overhead are not 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 
 from crossflow.config import Config, get_config
 from crossflow.profiles import PROFILE_NAMES, get_profile
+import reproduce.run as run_module
 from reproduce.run import ARTIFACTS, ROOT
 
 # effective bf16 throughput assumed without a measurement [open]: ~10% and ~3% of an H100's dense bf16 peak
@@ -31,18 +31,8 @@ ASSUMED_TFLOPS = {"likely": 100.0, "pessimistic": 30.0}
 
 
 def notebook_parameters(artifact: str) -> dict:
-    """The literal assignments of an artifact notebook's ``parameters`` cell."""
-    nb = json.loads((ROOT / ARTIFACTS[artifact][0]).read_text())
-    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    out = {}
-    for node in ast.parse("".join(cell["source"])).body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            try:
-                out[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:                         # arithmetic on literals, e.g. [1 / 3, 2 / 3]
-                expr = ast.Expression(node.value)
-                out[node.targets[0].id] = eval(compile(expr, "<parameters>", "eval"), {"__builtins__": {}})
-    return out
+    """The values of an artifact notebook's ``parameters`` cell."""
+    return run_module.notebook_parameters(ROOT / ARTIFACTS[artifact][0])
 
 
 @lru_cache(maxsize=None)

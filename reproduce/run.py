@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import hashlib
 import json
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from crossflow.profiles import PROFILE_NAMES
+from crossflow.utils import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,12 +108,58 @@ def kernel_name() -> str:
         return "python3"
 
 
+def notebook_parameters(notebook: Path) -> dict:
+    """The values of a notebook's ``parameters`` cell (literals, or arithmetic on literals such as 1 / 3)."""
+    nb = json.loads(Path(notebook).read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    out = {}
+    for node in ast.parse("".join(cell["source"])).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                expr = ast.Expression(node.value)
+                out[node.targets[0].id] = eval(compile(expr, "<parameters>", "eval"), {"__builtins__": {}})
+    return out
+
+
+def check_parameters(artifact: str, params: dict) -> None:
+    """Refuse a parameter the artifact's notebook does not have (papermill would only warn and run)."""
+    known = notebook_parameters(ROOT / ARTIFACTS[artifact][0])
+    for name in params:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise SystemExit(f"[reproduce] {artifact}: the notebook has no parameter '{name}'{hint} Its parameters: "
+                             f"{', '.join(known)}")
+
+
+def _swap_in(new: Path, final: Path) -> None:
+    """Replace folder ``final`` by ``new`` (two renames; the old results are deleted only after the swap)."""
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _restore_interrupted(final: Path) -> None:
+    """A driver killed between the two renames of _swap_in leaves the old results aside: put them back."""
+    if not final.exists():
+        for old in sorted(final.parent.glob(f".{final.name}.old-*")):
+            os.replace(old, final)
+            return
+
+
 def run(artifact: str, profile: str = "tiny", out: str | None = None, params: dict | None = None,
         force: bool = False) -> Path:
+    """Execute the artifact's notebook into a scratch folder beside ``out`` and swap it in only on success: a
+    failure leaves the previous results whole (and the failed notebook in ``.<out>.failed/`` to read)."""
     import papermill as pm
 
     if artifact not in ARTIFACTS:
         raise SystemExit(f"unknown artifact '{artifact}'; known: {', '.join(ARTIFACTS)}")
+    check_parameters(artifact, {"profile": profile, "out_dir": "", **(params or {})})
     from crossflow.device import DeviceError, check_profile_device
     try:
         device = check_profile_device(profile)
@@ -117,6 +168,7 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     nb_rel, what = ARTIFACTS[artifact]
     notebook = ROOT / nb_rel
     out_dir = Path(out) if out else ROOT / "results" / (artifact if profile == "tiny" else f"{artifact}-{profile}")
+    _restore_interrupted(out_dir)
     params = {"profile": profile, "out_dir": str(out_dir), **(params or {})}
     stamp = out_dir / "inputs.json"
     digest = inputs_hash(notebook, {k: v for k, v in params.items() if k != "out_dir"})
@@ -125,20 +177,39 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
         print(f"[reproduce] {artifact}: inputs unchanged ({digest}); results in {out_dir} are current. "
               f"Use --force to recompute.")
         return out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
     print(f"[reproduce] {artifact} ({what}) profile={profile} device={device} -> {out_dir}", flush=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
+    failed = out_dir.with_name(f".{out_dir.name}.failed")
     t0 = time.time()
-    executed = out_dir / Path(nb_rel).name
-    pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name=kernel_name(),
-                        cwd=str(ROOT), progress_bar=sys.stderr.isatty(), log_output=True)
+    executed = scratch / Path(nb_rel).name
+    try:
+        pm.execute_notebook(str(notebook), str(executed), parameters={**params, "out_dir": str(scratch)},
+                            kernel_name=kernel_name(), cwd=str(ROOT), progress_bar=sys.stderr.isatty(),
+                            log_output=True)
+    except BaseException as e:
+        shutil.rmtree(failed, ignore_errors=True)
+        os.replace(scratch, failed)
+        where = (f"cell {e.cell_index} ({e.ename}: {e.evalue})" if isinstance(e, pm.PapermillExecutionError)
+                 else f"{type(e).__name__}: {e}")
+        raise SystemExit(f"[reproduce] {artifact} FAILED in {where}. The results in {out_dir} are unchanged; the "
+                         f"failed run is in {failed}/") from e
     wall = time.time() - t0
+    # what the notebook wrote names its output folder (paths in metrics.json, the injected parameters): the
+    # final one, not the scratch folder
+    for f in scratch.iterdir():
+        if f.suffix in (".ipynb", ".json", ".md", ".csv", ".txt") and str(scratch) in (text := f.read_text()):
+            f.write_text(text.replace(str(scratch), str(out_dir)))
     # keep earlier executions' wall times: a re-run that reuses finished training runs takes seconds, and the
     # measurement of the full run must stay on record
     old = json.loads(stamp.read_text()) if stamp.exists() else {}
     history = old.get("history") or ([{k: old[k] for k in ("hash", "wall_seconds") if k in old}] if old else [])
     history.append({"hash": digest, "wall_seconds": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    stamp.write_text(json.dumps({"hash": digest, "params": params, "wall_seconds": round(wall, 1),
-                                 "notebook": nb_rel, "history": history[-20:]}, indent=2) + "\n")
+    write_json(scratch / "inputs.json", {"hash": digest, "params": params, "wall_seconds": round(wall, 1),
+                                         "notebook": nb_rel, "history": history[-20:]})
+    os.chmod(scratch, 0o755)                              # mkdtemp makes it 0700
+    _swap_in(scratch, out_dir)
+    shutil.rmtree(failed, ignore_errors=True)
     print(f"[reproduce] {artifact} done in {wall / 60:.1f} min", flush=True)
     return out_dir
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reproduce.run import ARTIFACTS, ROOT, run
+from reproduce.run import ARTIFACTS, ROOT, notebook_parameters, run
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -65,7 +65,8 @@ def test_notebook_hygiene(path):
 @pytest.mark.parametrize("artifact", sorted(ARTIFACTS))
 def test_notebook_runs_in_smoke_profile(artifact, tmp_path):
     out = tmp_path / artifact
-    params = {"run_dir": str(tmp_path / "run"), "runs_dir": str(tmp_path / "runs")}
+    folders = {"run_dir": str(tmp_path / "run"), "runs_dir": str(tmp_path / "runs")}
+    params = {k: v for k, v in folders.items() if k in notebook_parameters(ROOT / ARTIFACTS[artifact][0])}
     run(artifact, profile="smoke", out=str(out), params=params)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["profile"] == "smoke"

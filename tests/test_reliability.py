@@ -76,3 +76,36 @@ def test_nan_message_does_not_claim_a_checkpoint(smoke_cfg, smoke_features, tmp_
     bad = replace(smoke_features, z1=torch.full_like(smoke_features.z1, float("nan")))
     with pytest.raises(NonFiniteLossError, match="no checkpoint had been written yet"):
         train(smoke_cfg, bad, tmp_path, progress=False)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# (1, 2) the driver: atomic results, unknown parameters refused
+# ----------------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_failing_notebook_leaves_the_previous_results_whole(tmp_path):
+    """Issue 12 (1): a late-cell failure used to leave seed-1 figures beside a seed-0 metrics.json, and the next
+    run called them current. Now the run goes to a scratch folder and is swapped in only on success."""
+    import json
+    from reproduce.run import run
+    out = tmp_path / "fig4"
+    params = {"run_dir": str(tmp_path / "run")}
+    run("fig4", profile="smoke", out=str(out), params=params)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert str(tmp_path / ".fig4.new") not in (out / "metrics.json").read_text()     # final paths recorded
+    assert json.loads((out / "inputs.json").read_text())["params"]["out_dir"] == str(out)
+    with pytest.raises(SystemExit, match=r"fig4 FAILED in cell \d+ .*unchanged"):
+        run("fig4", profile="smoke", out=str(out), params={**params, "n_between": "abc"}, force=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert (tmp_path / ".fig4.failed").is_dir()
+    assert not list(tmp_path.glob(".fig4.new-*")) and not list(tmp_path.glob(".fig4.old-*"))
+    # and a plain re-run still knows the results are current (nothing was touched)
+    run("fig4", profile="smoke", out=str(out), params=params)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_unknown_notebook_parameters_are_refused(tmp_path):
+    from reproduce.run import run
+    with pytest.raises(SystemExit, match="no parameter 'n_promts'; did you mean 'n_prompts'.*Its parameters: profile"):
+        run("t2i", profile="smoke", out=str(tmp_path / "x"), params={"n_promts": 5})
+    assert not (tmp_path / "x").exists()
