@@ -204,7 +204,10 @@ def load_result(job: Job) -> dict | None:
     path = Path(job.run_dir) / "result.json"
     if not path.exists():
         return None
-    res = json.loads(path.read_text())
+    try:
+        res = json.loads(path.read_text())
+    except ValueError:                                   # truncated: the job is evaluated again
+        return None
     return res if res.get("spec_hash") == job.spec_hash() else None
 
 
@@ -260,7 +263,8 @@ def evaluate_images(ev, images, captions, ref) -> dict:
 
 def run_job(job: Job, force: bool = False) -> dict:
     """Train ``job`` (resuming), pick its guidance on validation, evaluate on test; write ``result.json``."""
-    from .train import CKPT, load_model, train
+    from .integrity import checked_write, stored_checksum
+    from .train import CKPT, load_model, read_checkpoint, train
     if not force and (res := load_result(job)) is not None:
         return res
     t0 = time.time()
@@ -276,7 +280,9 @@ def run_job(job: Job, force: bool = False) -> dict:
         path = run_dir / f"step{s}.pt"
         if not path.exists():
             train(cfg, feats, run_dir, stop_at=s, progress=False)
-            shutil.copyfile(run_dir / CKPT, path)
+            with checked_write(path) as tmp:             # a verified copy, with its own checksum
+                read_checkpoint(run_dir / CKPT)
+                shutil.copyfile(run_dir / CKPT, tmp)
         snapshots[s] = path
     result = train(cfg, feats, run_dir, progress=False)
     model = result.model
@@ -334,7 +340,9 @@ def run_job(job: Job, force: bool = False) -> dict:
         "params": {"flow": count_parameters(model.net),
                    "text_ve": count_parameters(model.text_ve) if model.text_ve is not None else 0},
         "history": [{k: r[k] for k in ("step", "loss", "fm", "phase") if k in r} for r in result.history],
-        "checkpoint": str(run_dir / CKPT), "sampler": {"solver": cfg.sample.solver, "steps": cfg.sample.steps},
+        "checkpoint": str(run_dir / CKPT), "checkpoint_sha256": stored_checksum(run_dir / CKPT),
+        "evaluators_sha256": {"judge": ev.judge_info.get("sha256"), "clip": ev.clip_info.get("sha256")},
+        "sampler": {"solver": cfg.sample.solver, "steps": cfg.sample.steps},
         "seconds": round(time.time() - t0, 1), "threads": torch.get_num_threads(),
     }
     write_json(run_dir / "result.json", res)

@@ -39,8 +39,11 @@ def environment_info() -> dict:
 def write_metrics(out_dir, metrics: dict, cfg: Config | None = None, **extra) -> Path:
     """Write ``out_dir/metrics.json``: the numbers, the profile that made them, the config and environment."""
     out_dir = Path(out_dir)
+    from .utils import PROVENANCE
     body = {"profile": cfg.profile if cfg else None, "metrics": metrics, **extra,
-            "config": to_dict(cfg) if cfg else None, "environment": environment_info()}
+            "config": to_dict(cfg) if cfg else None, "environment": environment_info(),
+            # sha256 of every checkpoint and evaluator network this process used (crossflow.utils.PROVENANCE)
+            "provenance": {k: dict(v) for k, v in PROVENANCE.items()}}
     write_json(out_dir / "metrics.json", body)
     return out_dir / "metrics.json"
 

@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 from .config import Config, config_from_dict, get_config, to_dict
 from .device import default_device, resolve_device
 from .models import CrossFlow
-from .utils import REPO_ROOT, atomic_path, remove_orphans, write_json
+from .integrity import checked_write, load_checked, stored_checksum
+from .utils import REPO_ROOT, atomic_path, record_provenance, remove_orphans, write_json
 
 CKPT = "checkpoint.pt"
 
@@ -62,7 +63,7 @@ def code_version() -> str:
 
 def save_checkpoint(path, *, model, ema, optimizer, scheduler, step: int, cfg: Config, dims: dict,
                     train_seconds: float = 0.0) -> None:
-    """Everything needed to resume or to rebuild the model alone, written atomically."""
+    """Everything needed to resume or to rebuild the model alone, written atomically with its sha256 beside it."""
     state = {
         "model": model.state_dict(), "ema": ema.state_dict(),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
@@ -70,8 +71,13 @@ def save_checkpoint(path, *, model, ema, optimizer, scheduler, step: int, cfg: C
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
         "config": to_dict(cfg), "dims": dims, "code_version": code_version(), "torch": torch.__version__,
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with checked_write(path) as tmp, open(tmp, "wb") as f:   # a file object: no temporary name in the archive
+        torch.save(state, f)
+
+
+def read_checkpoint(path) -> dict:
+    """A checkpoint's contents (on the CPU), after its checksum is verified: IntegrityError names a damaged one."""
+    return load_checked(path, lambda p: torch.load(p, map_location="cpu", weights_only=False), "checkpoint")
 
 
 def load_model(run_dir_or_ckpt, ema: bool = True, map_location=None) -> tuple[CrossFlow, Config, dict]:
@@ -83,7 +89,8 @@ def load_model(run_dir_or_ckpt, ema: bool = True, map_location=None) -> tuple[Cr
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; train first (crossflow.train.train)")
     device = resolve_device(map_location)
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path)
+    record_provenance("checkpoints", str(path), stored_checksum(path))
     cfg = config_from_dict(ckpt["config"])
     model = CrossFlow(cfg, **ckpt["dims"])
     model.load_state_dict(ckpt["ema" if ema else "model"])
@@ -210,10 +217,8 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))   # [paper] warm-up, then constant
 
     start, spent, ckpt_path, log_path = 0, 0.0, out_dir / CKPT, out_dir / "metrics.jsonl"
-    if acc.is_main_process and out_dir.exists():          # temporary files of a run killed mid-write
-        remove_orphans(out_dir, (CKPT, "metrics.jsonl", "config.json"))
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = read_checkpoint(ckpt_path)
         old, new = _without_steps(ckpt["config"]), _without_steps(to_dict(cfg))
         if old != new:
             diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in _differences(old, new).items())
@@ -230,6 +235,8 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
         random.setstate(ckpt["rng"]["python"])
         start, spent = ckpt["step"], ckpt.get("train_seconds", 0.0)
     history = _read_history(log_path, start)
+    if acc.is_main_process and out_dir.exists():          # temporary files of a run killed mid-write
+        remove_orphans(out_dir, (CKPT, "metrics.jsonl", "config.json"))
     if acc.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "config.json", to_dict(cfg))
@@ -299,6 +306,8 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
                                 scheduler=sched, step=done, cfg=cfg, dims=dims,
                                 train_seconds=spent + time.time() - t_start)
     bar.close()
+    if ckpt_path.exists():
+        record_provenance("checkpoints", str(ckpt_path), stored_checksum(ckpt_path))
     return TrainResult(model=ema, raw_model=acc.unwrap_model(model), history=history, out_dir=out_dir,
                        step=max(start, end), train_seconds=spent + time.time() - t_start)
 

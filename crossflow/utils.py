@@ -75,6 +75,15 @@ def remove_orphans(folder, names) -> list[Path]:
     return removed
 
 
+# What this process read to make its numbers: {"checkpoints": {path: sha256}, "evaluators": {name: sha256}}.
+# Filled by load_model / train and by the evaluator cache; write_metrics copies it into every metrics.json.
+PROVENANCE: dict[str, dict[str, str | None]] = {"checkpoints": {}, "evaluators": {}}
+
+
+def record_provenance(kind: str, name: str, sha256: str | None) -> None:
+    PROVENANCE.setdefault(kind, {})[name] = sha256
+
+
 def write_json(path, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

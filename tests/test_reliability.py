@@ -109,3 +109,102 @@ def test_unknown_notebook_parameters_are_refused(tmp_path):
     with pytest.raises(SystemExit, match="no parameter 'n_promts'; did you mean 'n_prompts'.*Its parameters: profile"):
         run("t2i", profile="smoke", out=str(tmp_path / "x"), params={"n_promts": 5})
     assert not (tmp_path / "x").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# (3) checksums: caches rebuilt, checkpoints refused
+# ----------------------------------------------------------------------------------------------------------
+
+def _overwrite_middle(path, n=64):
+    raw = bytearray(path.read_bytes())
+    mid = len(raw) // 2
+    raw[mid:mid + n] = bytes(255 - b for b in raw[mid:mid + n])
+    path.write_bytes(bytes(raw))
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 3])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [_overwrite_middle, _truncate], ids=["overwritten", "truncated"])
+def test_damaged_caches_are_rebuilt_to_the_same_values(tmp_path, monkeypatch, damage):
+    from crossflow.features import prepare_features
+    from crossflow.utils import cache_dir
+    monkeypatch.setenv("CROSSFLOW_CACHE", str(tmp_path / "cache"))
+    cfg = get_config("smoke")
+    first = prepare_features(cfg, progress=False)
+    files = {"latents": next(cache_dir("latents").glob("*.safetensors")),
+             "text": next(cache_dir("text").glob("*.safetensors")),
+             "autoencoder": next(cache_dir("autoencoder").glob("*/diffusion_pytorch_model.safetensors")),
+             "scenes": next(cache_dir("scenes").glob("train-*.npz"))}
+    for f in files.values():
+        damage(f)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = prepare_features(cfg, progress=False)
+    said = " ".join(str(w.message) for w in caught)
+    for what in ("image latents", "caption embeddings", "autoencoder", "scenes"):
+        assert f"cached {what}" in said and "rebuilding" in said, what
+    assert torch.equal(first.z1, again.z1) and torch.equal(first.x, again.x)
+    from crossflow.integrity import verify
+    assert all(verify(f) is None for k, f in files.items() if k != "autoencoder")   # rebuilt, fresh checksums
+    assert verify(files["autoencoder"].parent) is None                                 # a folder's checksum
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [_overwrite_middle, _truncate], ids=["overwritten", "truncated"])
+def test_damaged_checkpoint_is_refused_with_its_path(smoke_cfg, smoke_features, tmp_path, damage):
+    from crossflow.integrity import IntegrityError
+    from crossflow.train import CKPT, load_model, train
+    cfg = smoke_cfg.replace({"train.steps": 4})
+    train(cfg, smoke_features, tmp_path, progress=False)
+    damage(tmp_path / CKPT)
+    with pytest.raises(IntegrityError, match=f"checkpoint {tmp_path / CKPT}: .*not rebuilt silently"):
+        train(cfg.replace({"train.steps": 8}), smoke_features, tmp_path, progress=False)
+    with pytest.raises(IntegrityError, match="checkpoint"):
+        load_model(tmp_path)
+
+
+def test_a_kill_between_data_and_checksum_is_completed_not_refused(tmp_path):
+    """checked_write renames the data, then its checksum; a kill in between leaves a pending checksum."""
+    import os
+    from crossflow.integrity import checked_write, sidecar, verify
+    target = tmp_path / "checkpoint.pt"
+    with checked_write(target) as tmp:
+        tmp.write_bytes(b"old")
+    with checked_write(target) as tmp:
+        tmp.write_bytes(b"new")
+    old_sidecar = sidecar(target).read_text()
+    (tmp_path / ".checkpoint.pt.sha256.x1.tmp").write_text(old_sidecar)   # the new checksum, still pending
+    with checked_write(tmp_path / "other") as tmp:
+        tmp.write_bytes(b"old")
+    sidecar(target).write_text(sidecar(tmp_path / "other").read_text())   # the stale one in place
+    assert verify(target) is None and sidecar(target).read_text() == old_sidecar
+    assert not list(tmp_path.glob(".checkpoint.pt.sha256.*.tmp"))
+    assert os.stat(target).st_mode & 0o777 == 0o644
+
+
+# ----------------------------------------------------------------------------------------------------------
+# (4) evaluators: the same spec gives the same weights; metrics.json records what was used
+# ----------------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_rebuilt_evaluators_are_identical_and_recorded(smoke_cfg, tmp_path, monkeypatch):
+    import json
+    from crossflow.evaluate import get_eval_config, load_evaluators
+    from crossflow.results import write_metrics
+    ecfg = get_eval_config("smoke", {"judge_steps": 20, "clip_steps": 20, "judge_val_prompts": 12})
+    shas = []
+    for build in range(2):
+        monkeypatch.setenv("CROSSFLOW_CACHE", str(tmp_path / f"cache{build}"))
+        ev = load_evaluators(smoke_cfg, ecfg, progress=False)
+        assert not ev.judge_info["cached"]
+        shas.append((ev.judge_info["sha256"], ev.clip_info["sha256"]))
+    assert shas[0] == shas[1], "two builds from one spec gave different weights"
+    # a truncated metadata file is rebuilt, not a crash
+    meta = next((tmp_path / "cache1" / "evaluators").glob("judge-*.json"))
+    meta.write_text(meta.read_text()[:40])
+    assert load_evaluators(smoke_cfg, ecfg, progress=False).judge_info["sha256"] == shas[0][0]
+    body = json.loads(write_metrics(tmp_path / "out", {"x": 1}, smoke_cfg).read_text())
+    assert body["provenance"]["evaluators"]["judge"] == shas[0][0]

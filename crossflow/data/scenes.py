@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from crossflow.config import DataConfig
 from crossflow.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist, load_labels, plural
-from crossflow.utils import atomic_path, cache_dir, stable_hash, write_json
+from crossflow.integrity import checked_write, load_cache
+from crossflow.utils import cache_dir, stable_hash, write_json
 
 SCENES_VERSION = 1   # bump when the generator changes, so old caches are not reused
 
@@ -444,8 +445,10 @@ def build_scenes(cfg: DataConfig, split: str, root: str | None = None) -> SceneS
     key = scenes_cache_key(cfg, split, labels)
     folder = cache_dir("scenes")
     npz_path, json_path = folder / f"{split}-{key}.npz", folder / f"{split}-{key}.json"
-    if npz_path.exists() and json_path.exists():
-        return _load(npz_path, json_path)
+    if json_path.exists():
+        cached = load_cache(npz_path, lambda p: _load(p, json_path), "scenes")   # None: missing or damaged
+        if cached is not None:
+            return cached
 
     images, labels = load_fashion_mnist(split, root)
     scenes = _generate_scenes(cfg, split, images, labels)
@@ -456,7 +459,7 @@ def build_scenes(cfg: DataConfig, split: str, root: str | None = None) -> SceneS
         "captions": scenes.captions,
         "tasks": scenes.tasks,
     })
-    with atomic_path(npz_path) as tmp, open(tmp, "wb") as f:   # a file object: np.savez would append .npz
+    with checked_write(npz_path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append .npz
         np.savez_compressed(f, images=scenes.images)
     return scenes
 

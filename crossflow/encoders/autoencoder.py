@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ..config import AutoencoderConfig
 from ..device import module_device, resolve_device
+from ..integrity import checked_write, load_cache
 from ..utils import cache_dir, stable_hash, write_json
 
 
@@ -98,10 +99,14 @@ def get_autoencoder(cfg: AutoencoderConfig, train_images: np.ndarray | None = No
         scale = cfg.scaling_factor or vae.config.scaling_factor
         return vae, float(scale), {"source": cfg.pretrained, "scaling_factor": float(scale)}
     folder = Path(cache_dir("autoencoder")) / stable_hash({"ae": vars(cfg), "data": data_key, "seed": seed})
-    meta_path = folder / "crossflow_meta.json"
-    if meta_path.exists():
-        info = json.loads(meta_path.read_text())
-        vae = AutoencoderKL.from_pretrained(folder).to(device).eval().requires_grad_(False)
+
+    def load(path):
+        info = json.loads((path / "crossflow_meta.json").read_text())
+        return AutoencoderKL.from_pretrained(path).to(device).eval().requires_grad_(False), info
+
+    cached = load_cache(folder, load, "autoencoder")                    # None: missing or damaged
+    if cached is not None:
+        vae, info = cached
         return vae, float(vae.config.scaling_factor), info
     if train_images is None:
         raise ValueError("no cached autoencoder for this config; pass train_images to train one")
@@ -115,11 +120,7 @@ def get_autoencoder(cfg: AutoencoderConfig, train_images: np.ndarray | None = No
     recon_mse = float(((recon * 2 - 1) - to_pixels(probe[:256])).pow(2).mean())     # both on the CPU
     info = {"source": "trained", "scaling_factor": scale, "steps": cfg.steps, "final_train_mse": losses[-1],
             "recon_mse_probe": recon_mse, "loss_curve": losses[:: max(1, len(losses) // 200)]}
-    tmp = folder.with_name(folder.name + ".tmp")
-    vae.save_pretrained(tmp)
-    write_json(tmp / "crossflow_meta.json", info)
-    if folder.exists():
-        import shutil
-        shutil.rmtree(folder)
-    tmp.rename(folder)                                            # atomic: a crash leaves no half cache
+    with checked_write(folder) as tmp:                            # a unique scratch folder, swapped in whole
+        vae.save_pretrained(tmp)
+        write_json(tmp / "crossflow_meta.json", info)
     return vae.requires_grad_(False), scale, info

@@ -120,7 +120,7 @@ def load_evaluators(cfg: Config, ecfg: EvalConfig | None = None, progress: bool 
         judge_keys = [k for k in e if k.startswith("judge_")] + ["seed"]
         judge, judge_info = load_or_train(
             "judge", {"version": JUDGE_VERSION, "data": _data_spec(cfg), "eval": {k: e[k] for k in judge_keys}},
-            lambda: build_judge(cfg.data, ecfg), fit_judge, verbose=progress, device=device)
+            lambda: build_judge(cfg.data, ecfg), fit_judge, verbose=progress, device=device, seed=ecfg.seed)
 
         if ecfg.clip_model:
             return Evaluators(cfg, ecfg, judge, judge_info, HFClip(ecfg.clip_model, device),
@@ -138,7 +138,7 @@ def load_evaluators(cfg: Config, ecfg: EvalConfig | None = None, progress: bool 
         clip, clip_info = load_or_train(
             "clip", {"version": CLIP_VERSION, "data": _data_spec(cfg), "text": dataclasses.asdict(cfg.text),
                      "text_dim": text_dim, "eval": {k: e[k] for k in clip_keys}},
-            lambda: build_clip(cfg, ecfg, text_dim), fit_clip, verbose=progress, device=device)
+            lambda: build_clip(cfg, ecfg, text_dim), fit_clip, verbose=progress, device=device, seed=ecfg.seed)
     return Evaluators(cfg, ecfg, judge, judge_info, clip, clip_info, device)
 
 
