@@ -19,7 +19,7 @@ from .config import Config
 from .encoders import embed_captions, encode_images, get_autoencoder
 from .encoders.autoencoder import to_pixels
 from .integrity import checked_write, load_cache
-from .utils import cache_dir, stable_hash
+from .utils import cache_dir, file_lock, stable_hash
 
 
 @dataclass
@@ -89,11 +89,12 @@ def prepare_features(cfg: Config, split: str = "train", progress: bool = True, d
     key = stable_hash({"data": vars(cfg.data), "split": split, "ae": ae_info.get("source"),
                        "ae_cfg": vars(cfg.autoencoder), "scale": scale})
     path = Path(cache_dir("latents")) / f"{key}.safetensors"
-    z1 = load_cache(path, lambda p: load_file(p)["z1"], "image latents")       # None: missing or damaged
-    if z1 is None:
-        z1 = encode_images(vae, scenes.images, scale)
-        with checked_write(path) as tmp:
-            save_file({"z1": z1.contiguous()}, str(tmp))
+    with file_lock(path):                                  # two processes: one builds, the other reads
+        z1 = load_cache(path, lambda p: load_file(p)["z1"], "image latents")       # None: missing or damaged
+        if z1 is None:
+            z1 = encode_images(vae, scenes.images, scale)
+            with checked_write(path) as tmp:
+                save_file({"z1": z1.contiguous()}, str(tmp))
     captions = scenes.unique_captions()
     x, mask = embed_captions(captions + [""], cfg.text, device=device)   # the last row is the empty prompt
     # fresh, aligned copies: tensors loaded from the cache are views into a file buffer, and SIMD reductions

@@ -39,7 +39,7 @@ from .config import Config, config_from_dict, get_config, to_dict
 from .device import default_device, resolve_device
 from .models import CrossFlow
 from .integrity import checked_write, load_checked, stored_checksum
-from .utils import REPO_ROOT, atomic_path, record_provenance, remove_orphans, write_json
+from .utils import REPO_ROOT, atomic_path, file_lock, record_provenance, remove_orphans, write_json
 
 CKPT = "checkpoint.pt"
 
@@ -186,7 +186,22 @@ def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int |
     """Train ``cfg`` on ``features`` into ``out_dir``; resume from ``out_dir/checkpoint.pt`` when present.
 
     ``stop_at`` ends the run early after that step (with a checkpoint), as if it had been interrupted.
+    One run per folder: a second process that trains into ``out_dir`` meanwhile is refused (LockedError with
+    the holder's PID); under a launcher only the main process (RANK 0) takes the lock.
     """
+    main = (accelerator.is_main_process if accelerator is not None else int(os.environ.get("RANK", "0")) == 0)
+    if not main:
+        return _train(cfg, features, out_dir, resume=resume, stop_at=stop_at, progress=progress,
+                      accelerator=accelerator)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with file_lock(out_dir, blocking=False, what="run folder", lock=Path(out_dir) / ".lock"):
+        return _train(cfg, features, out_dir, resume=resume, stop_at=stop_at, progress=progress,
+                      accelerator=accelerator)
+
+
+def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None, progress: bool,
+           accelerator) -> TrainResult:
+    """The training loop of :func:`train` (which holds the run folder's lock around it)."""
     tc = cfg.train
     out_dir = Path(out_dir)
     # Mixed precision is applied by our own autocast (below), not by the Accelerator, so that runs with different

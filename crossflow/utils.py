@@ -64,6 +64,36 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+class LockedError(RuntimeError):
+    """Another process holds the lock; the message names its PID."""
+
+
+@contextlib.contextmanager
+def file_lock(path, blocking: bool = True, what: str = "cache entry", lock=None):
+    """An exclusive lock on ``<path>.lock`` (fcntl; released by the OS if the holder dies). ``blocking``: wait
+    for the holder (a cache being built: then it is read, not built twice); else raise LockedError with the
+    holder's PID (a run folder). The lock file (``lock``, default ``<path>.lock``) keeps the holder's PID."""
+    import fcntl
+    lock = Path(lock) if lock is not None else Path(str(path) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            if not blocking:
+                raise LockedError(f"{what} {path} is in use by process {holder} (lock {lock}); wait for it to "
+                                  f"finish or use another folder") from None
+            print(f"[crossflow] waiting for process {holder}, which is building {what} {path}", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)                                      # closing releases the flock
+
+
 def remove_orphans(folder, names) -> list[Path]:
     """Delete the temporary files that :func:`atomic_path` left for ``names`` in ``folder`` when a process was
     killed mid-write (call it only while no other process writes there). Returns what was removed."""

