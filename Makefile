@@ -5,6 +5,7 @@
 #   make reproduce-t2i     one artifact; see README for the list
 #   make reproduce-t2i PROFILE=gpu   any profile of crossflow/profiles.py; results/<artifact>-<profile>/
 #   make gpu-check         <= 10 min on one GPU: train, sample, evaluate at gpu-smoke on CUDA, one paper-size step
+#   make verify ARTIFACT=table7   re-derive a committed artifact from nothing and compare its numbers
 #   make lab               JupyterLab on the project's kernel
 
 PYTHON ?= python3
@@ -15,7 +16,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: all venv data test test-fast test-gpu gpu-check reproduce reproduce-t2i reproduce-table3 reproduce-table1 reproduce-fig3 \
+.PHONY: all venv data test test-fast test-gpu gpu-check verify reproduce reproduce-t2i reproduce-table3 reproduce-table1 reproduce-fig3 \
         reproduce-table7 reproduce-evaluators reproduce-fig4 reproduce-table8 reproduce-table10 lab clean-results
 
 all: reproduce
@@ -47,6 +48,12 @@ test: venv data
 
 test-fast: venv data
 	$(PY) -m pytest -q -m "not slow"
+
+# Re-derive one committed artifact from nothing (fresh caches and runs in a scratch folder) and compare each
+# number with the committed one and the paper's, within the stated build-to-build spread (reproduce/verify.py)
+ARTIFACT ?= t2i
+verify: venv data
+	$(PY) -m reproduce.verify $(ARTIFACT) --profile $(PROFILE)
 
 # CUDA-only tests (skipped without a GPU), on the GPU runner
 test-gpu: venv data

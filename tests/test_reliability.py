@@ -261,3 +261,29 @@ def test_a_second_run_in_the_same_folder_is_refused_with_the_holders_pid(smoke_c
     time.sleep(0.1)
     train(smoke_cfg.replace({"train.steps": 2}), smoke_features, tmp_path, progress=False)   # free again
     assert os.path.exists(tmp_path / "checkpoint.pt")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# (9) make verify: re-derive and compare
+# ----------------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_verify_rederives_an_artifact_and_flags_a_moved_number(tmp_path, capsys):
+    import csv
+    from reproduce.run import run
+    from reproduce.verify import verify
+    committed = tmp_path / "committed" / "table8"
+    run("table8", profile="smoke", out=str(committed), params={"run_dir": str(tmp_path / "run")})
+    assert verify("table8", "smoke", keep=str(tmp_path / "v1"), committed=str(committed)) == 0
+    out = capsys.readouterr().out
+    assert "numbers within the allowed spread" in out and "NO" not in out.split("[verify]")[-1]
+    assert (tmp_path / "v1" / "cache").is_dir()                   # rebuilt from an empty cache
+    # a committed number that no re-derivation can give is flagged
+    table = next(committed.glob("*.csv"))
+    rows = list(csv.DictReader(open(table)))
+    rows[0]["ours"] = str(float(rows[0]["ours"]) + 0.5)
+    with open(table, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader(), w.writerows(rows)
+    assert verify("table8", "smoke", keep=str(tmp_path / "v2"), committed=str(committed)) == 1
+    assert "1 moved more" in capsys.readouterr().out
