@@ -139,6 +139,7 @@ def verify(artifact: str, profile: str = "tiny", keep: str | None = None, commit
         raise SystemExit(f"[verify] no committed result in {committed_dir}; run make reproduce-{artifact} first")
     scratch = Path(keep) if keep else Path(tempfile.mkdtemp(prefix=f"crossflow-verify-{artifact}-"))
     scratch.mkdir(parents=True, exist_ok=True)
+    old_cache = os.environ.get("CROSSFLOW_CACHE")
     os.environ["CROSSFLOW_CACHE"] = str(scratch / "cache")      # nothing reused: every network is rebuilt
     known = notebook_parameters(ROOT / ARTIFACTS[artifact][0])
     params = {k: str(scratch / "runs" / k) for k in ("run_dir", "runs_dir") if k in known}
@@ -151,7 +152,11 @@ def verify(artifact: str, profile: str = "tiny", keep: str | None = None, commit
         if committed is None:                             # a check of the committed results: keep its report
             write_report(artifact, profile, rows, text)
         return 0 if all(r["ok"] for r in rows) else 1
-    finally:
+    finally:                                              # leave this process's environment as it was
+        if old_cache is None:
+            os.environ.pop("CROSSFLOW_CACHE", None)
+        else:
+            os.environ["CROSSFLOW_CACHE"] = old_cache
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)
 

@@ -270,6 +270,7 @@ def test_a_second_run_in_the_same_folder_is_refused_with_the_holders_pid(smoke_c
 @pytest.mark.slow
 def test_verify_rederives_an_artifact_and_flags_a_moved_number(tmp_path, capsys):
     import csv
+    import os
     from reproduce.run import run
     from reproduce.verify import verify
     committed = tmp_path / "committed" / "table8"
@@ -285,5 +286,7 @@ def test_verify_rederives_an_artifact_and_flags_a_moved_number(tmp_path, capsys)
     with open(table, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader(), w.writerows(rows)
+    before = os.environ.get("CROSSFLOW_CACHE")
     assert verify("table8", "smoke", keep=str(tmp_path / "v2"), committed=str(committed)) == 1
     assert "1 moved more" in capsys.readouterr().out
+    assert os.environ.get("CROSSFLOW_CACHE") == before, "verify leaked its scratch cache into the environment"
