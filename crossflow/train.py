@@ -48,10 +48,18 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or inf; nothing was written for that step."""
 
 
+# what counts as code for the "-dirty" mark: a run rewriting results/ (or a README edit) is not a code change
+CODE_PATHS = ("crossflow", "reproduce", "notebooks", "pyproject.toml", "constraints-cpu.txt", "Makefile")
+
+
 def code_version() -> str:
+    """The commit, with "-dirty" if the code (CODE_PATHS, not results/) differs from it."""
     try:
-        return subprocess.check_output(["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"],
-                                       stderr=subprocess.DEVNULL, text=True).strip()
+        git = ["git", "-C", str(REPO_ROOT)]
+        rev = subprocess.check_output([*git, "describe", "--always"], stderr=subprocess.DEVNULL, text=True).strip()
+        changed = subprocess.check_output([*git, "status", "--porcelain", "--", *CODE_PATHS],
+                                          stderr=subprocess.DEVNULL, text=True).strip()
+        return rev + ("-dirty" if changed else "")
     except Exception:
         from importlib.metadata import version
         return f"crossflow-repro {version('crossflow-repro')}"

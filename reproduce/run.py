@@ -183,6 +183,8 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     failed = out_dir.with_name(f".{out_dir.name}.failed")
     t0 = time.time()
     executed = scratch / Path(nb_rel).name
+    tqdm_before = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"                      # the kernel inherits it: no progress-bar lines in results/
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters={**params, "out_dir": str(scratch)},
                             kernel_name=kernel_name(), cwd=str(ROOT), progress_bar=sys.stderr.isatty(),
@@ -194,6 +196,11 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
                  else f"{type(e).__name__}: {e}")
         raise SystemExit(f"[reproduce] {artifact} FAILED in {where}. The results in {out_dir} are unchanged; the "
                          f"failed run is in {failed}/") from e
+    finally:
+        if tqdm_before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = tqdm_before
     wall = time.time() - t0
     # what the notebook wrote names its output folder (paths in metrics.json, the injected parameters): the
     # final one, not the scratch folder

@@ -290,3 +290,16 @@ def test_verify_rederives_an_artifact_and_flags_a_moved_number(tmp_path, capsys)
     assert verify("table8", "smoke", keep=str(tmp_path / "v2"), committed=str(committed)) == 1
     assert "1 moved more" in capsys.readouterr().out
     assert os.environ.get("CROSSFLOW_CACHE") == before, "verify leaked its scratch cache into the environment"
+
+
+def test_rewriting_results_does_not_make_the_code_dirty():
+    """A run that rewrites results/ used to stamp its own metrics.json "-dirty" (issue 18 (6))."""
+    from crossflow.train import code_version
+    from reproduce.run import ROOT
+    before = code_version()
+    probe = ROOT / "results" / "zz-probe-results-change.txt"
+    try:
+        probe.write_text("a results file the run just wrote\n")
+        assert code_version() == before
+    finally:
+        probe.unlink(missing_ok=True)
