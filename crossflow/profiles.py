@@ -80,7 +80,7 @@ _PAPER_CONFIG = {
 _PROFILES = {
     "smoke": Profile(
         "smoke", "seconds per artifact; tests and CI. Numbers it produces mean nothing.", "cpu",
-        "make test: ~8 min on 2 CPU cores",
+        "make test: 7-10 min on 2 CPU cores (README, Tests)",
         config=_SMOKE_CONFIG,
         experiment={},
         eval_sizes={"n_val": 24, "n_test": 32},
@@ -89,7 +89,7 @@ _PROFILES = {
         fig3={"steps": None, "sizes": _SMOKE_FIG3_SIZES}),
     "tiny": Profile(
         "tiny", "the CPU default (2 cores) that makes the committed results/", "cpu",
-        "about 6 h on 2 CPU cores for every artifact (README, per artifact)",
+        "several hours on 2 CPU cores for every artifact (README: measured per artifact)",
         config={},                                    # the Config defaults are the tiny recipe
         # [open] The paper runs its ablations (Table 3) on its smallest (70M) model; here the "small" model is a
         # flow network of width 64, depth 4 with a Text VE of width 64 (0.67M parameters together), trained 500
@@ -151,7 +151,7 @@ _PROFILES = {k: v for k, v in _PROFILES.items() if k in ("smoke", "tiny")} | {
     "gpu-smoke": replace(
         _PROFILES["smoke"], name="gpu-smoke", device="cuda",
         description="the smoke sizes on one CUDA GPU: every notebook in minutes (GPU CI, make gpu-check)",
-        runtime="estimated ~10 min for every notebook on one GPU (smoke sizes; data and evaluators dominate)"),
+        runtime="not measured yet (no GPU so far); smoke sizes, so minutes per notebook (make gpu-check reports)"),
 } | {k: v for k, v in _PROFILES.items() if k not in ("smoke", "tiny")}
 
 PROFILES: Mapping[str, Profile] = MappingProxyType(_PROFILES)
