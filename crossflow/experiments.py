@@ -263,8 +263,8 @@ def evaluate_images(ev, images, captions, ref) -> dict:
 
 def run_job(job: Job, force: bool = False) -> dict:
     """Train ``job`` (resuming), pick its guidance on validation, evaluate on test; write ``result.json``."""
-    from .integrity import checked_write, stored_checksum
-    from .train import CKPT, load_model, read_checkpoint, train
+    from .integrity import IntegrityError, checked_write, stored_checksum, verify
+    from .train import CKPT, load_model, train
     if not force and (res := load_result(job)) is not None:
         return res
     t0 = time.time()
@@ -280,8 +280,9 @@ def run_job(job: Job, force: bool = False) -> dict:
         path = run_dir / f"step{s}.pt"
         if not path.exists():
             train(cfg, feats, run_dir, stop_at=s, progress=False)
-            with checked_write(path) as tmp:             # a verified copy, with its own checksum
-                read_checkpoint(run_dir / CKPT)
+            if (reason := verify(run_dir / CKPT)) is not None:   # copy only what its checksum vouches for
+                raise IntegrityError(f"checkpoint {run_dir / CKPT}: {reason}; delete {run_dir} to rerun the job")
+            with checked_write(path) as tmp:             # the copy gets its own checksum
                 shutil.copyfile(run_dir / CKPT, tmp)
         snapshots[s] = path
     result = train(cfg, feats, run_dir, progress=False)

@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from .utils import atomic_path, file_sha256
+from .utils import _umask, atomic_path, file_sha256
 
 SUFFIX = ".sha256"
 
@@ -70,13 +70,14 @@ def checked_write(path):
         fd, side_tmp = tempfile.mkstemp(prefix=f".{path.name}{SUFFIX}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w") as f:
             f.write(f"{sha}  {path.name}\n")
+        mode = 0o666 & ~_umask()                           # the usual permissions, as atomic_path gives
         if tmp.is_dir():
             if path.exists():
                 shutil.rmtree(path)
-            os.chmod(tmp, 0o755)
+            os.chmod(tmp, mode | 0o111 & ~_umask())
         else:
-            os.chmod(tmp, 0o644)
-        os.chmod(side_tmp, 0o644)
+            os.chmod(tmp, mode)
+        os.chmod(side_tmp, mode)
         os.replace(tmp, path)                             # 1. the data
         os.replace(side_tmp, sidecar(path))               # 2. its checksum (a kill in between: see verify)
     finally:

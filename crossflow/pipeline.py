@@ -20,9 +20,9 @@ def text_to_image(model, cfg: Config, captions: list[str], *, scale: float | Non
     captions = check_prompts(captions, cfg.text)
     scale = cfg.sample.cfg_scale if scale is None else scale
     steps = cfg.sample.steps if steps is None else steps
-    x, mask = embed_captions(list(captions) + [""], cfg.text, device=module_device(model))
-    x, mask, null_x, null_mask = x[:-1], mask[:-1], x[-1:], mask[-1:]      # the last row is the empty prompt
     device = module_device(model)                                          # sampling runs where the model is
+    x, mask = embed_captions(captions + [""], cfg.text, device=device)
+    x, mask, null_x, null_mask = x[:-1], mask[:-1], x[-1:], mask[-1:]      # the last row is the empty prompt
     vae, vae_scale, _ = autoencoder_for(cfg, device=device)
     out = []
     for i in tqdm(range(0, len(captions), batch_size), desc="sample", leave=False,

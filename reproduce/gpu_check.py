@@ -178,7 +178,7 @@ def run_checks(args) -> list[dict]:
         from crossflow.pipeline import text_to_image
         model = state["result"].model
         probe = DeviceProbe(flow_net=model.net, text_ve=model.text_ve, image_decoder="Decoder")
-        prompts = [c for c in state["feats"].captions[:32]]
+        prompts = state["feats"].captions[:32]
         state["prompts"] = prompts
         state["images"] = text_to_image(model, cfg, prompts, steps=cfg.sample.steps)
         assert torch.isfinite(state["images"]).all()

@@ -209,7 +209,7 @@ def test_grad_accumulation_matches_one_big_batch(smoke_features, tmp_path):
     one = train(cfg, smoke_features, tmp_path / "one", progress=False)
     two = train(cfg.replace({"train.grad_accum": 2}), smoke_features, tmp_path / "two", progress=False)
     half = train(cfg.replace({"train.batch_size": 8}), smoke_features, tmp_path / "half", progress=False)
-    init = CrossFlowInit(cfg, smoke_features)
+    init = _initial_weights(cfg, smoke_features)
 
     def update(result):                                  # the step's change of every weight, as one vector
         sd = result.raw_model.state_dict()
@@ -223,7 +223,7 @@ def test_grad_accumulation_matches_one_big_batch(smoke_features, tmp_path):
     assert one.history[-1]["loss"] == pytest.approx(two.history[-1]["loss"], rel=1e-5)
 
 
-def CrossFlowInit(cfg, feats) -> dict:
+def _initial_weights(cfg, feats) -> dict:
     """The initial weights train() starts from (seeded by train.seed)."""
     from crossflow.models import CrossFlow
     torch.manual_seed(cfg.train.seed)

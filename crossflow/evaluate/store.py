@@ -71,19 +71,18 @@ def load_or_train(kind: str, spec: dict, build: Callable[[], torch.nn.Module],
     with file_lock(weights, what=f"{kind} evaluator"): # two processes: one trains, the other reads
         reason = stale_reason(kind, spec)
         device = resolve_device(device)
-        torch.manual_seed(seed)                               # the same spec builds the same initial weights
-        net = build().to(device)
+        state = None
         if reason is None:
             state = load_cache(weights, lambda p: torch.load(p, map_location=device, weights_only=True),
                                f"{kind} evaluator weights")
-            if state is not None:
-                net.load_state_dict(state)
-                meta = _meta(meta_path)
-                record_provenance("evaluators", kind, meta["sha256"])
-                return net.eval(), {**meta["info"], "cached": True, "path": str(weights), "sha256": meta["sha256"]}
-            reason = "unreadable weights"
-            torch.manual_seed(seed)
-            net = build().to(device)
+            reason = None if state is not None else "unreadable weights"
+        torch.manual_seed(seed)                               # the same spec builds the same initial weights
+        net = build().to(device)
+        if state is not None:
+            net.load_state_dict(state)
+            meta = _meta(meta_path)
+            record_provenance("evaluators", kind, meta["sha256"])
+            return net.eval(), {**meta["info"], "cached": True, "path": str(weights), "sha256": meta["sha256"]}
         if verbose:
             print(f"[evaluators] training {kind} ({reason}) -> {weights.name}", flush=True)
         remove(weights)
