@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +157,12 @@ def test_report_table(tmp_path):
     assert "GenEval-domain" in md and "0.550" in md
     assert open(paths["csv"]).read().splitlines()[0].startswith("artifact,quantity")
     assert np.isfinite(m)
+
+
+def test_evaluator_cache_from_before_checksum_files_is_adopted(evaluators, smoke_cfg):
+    """Caches written before the .sha256 files existed carry their checksum in the JSON: used, not retrained."""
+    from crossflow.integrity import sidecar
+    weights = Path(evaluators.judge_info["path"])
+    sidecar(weights).unlink()
+    again = load_evaluators(smoke_cfg, progress=False)
+    assert again.judge_info["cached"] and sidecar(weights).exists()

@@ -20,8 +20,8 @@ from typing import Callable
 import torch
 
 from ..device import resolve_device
-from ..integrity import checked_write, load_cache, remove, stored_checksum, verify
-from ..utils import cache_dir, file_lock, record_provenance, stable_hash, write_json
+from ..integrity import checked_write, load_cache, remove, stored_checksum, verify, write_checksum
+from ..utils import cache_dir, file_lock, file_sha256, record_provenance, stable_hash, write_json
 
 
 def _normalise(spec: dict) -> dict:
@@ -53,6 +53,9 @@ def stale_reason(kind: str, spec: dict) -> str | None:
     if meta.get("spec") != _normalise(spec):
         return "stored spec differs from the requested config"
     reason = verify(weights)
+    if reason == "no checksum" and meta.get("sha256") == file_sha256(weights):
+        write_checksum(weights)                           # a cache from before sidecars: its JSON vouches for it
+        reason = None
     if reason is not None:
         return f"weights: {reason}"
     return None
