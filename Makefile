@@ -6,9 +6,13 @@
 #   make reproduce-t2i PROFILE=gpu   any profile of crossflow/profiles.py; results/<artifact>-<profile>/
 #   make gpu-check         <= 10 min on one GPU: train, sample, evaluate at gpu-smoke on CUDA, one paper-size step
 #   make verify ARTIFACT=table7   re-derive a committed artifact from nothing and compare its numbers
+#   make bench             training/sampling speed vs the matrix-product peak measured in the same run
 #   make lab               JupyterLab on the project's kernel
 
 PYTHON ?= python3
+# OpenMP threads wait passively: with the default spinning, a 2-thread job slows down several-fold whenever the other
+# core is busy (make bench, Threads). Numerics do not depend on it.
+export OMP_WAIT_POLICY ?= PASSIVE
 PROFILE ?= tiny
 CONSTRAINTS ?= constraints-cpu.txt
 VENV   := .venv
@@ -17,7 +21,8 @@ STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: all venv data test test-fast test-gpu gpu-check verify reproduce reproduce-t2i reproduce-table3 reproduce-table1 reproduce-fig3 \
-        reproduce-table7 reproduce-evaluators reproduce-fig4 reproduce-table8 reproduce-table10 lab clean-results
+        reproduce-table7 reproduce-evaluators reproduce-fig4 reproduce-table8 reproduce-table10 \
+        reproduce-sampler reproduce-precision bench lab clean-results
 
 all: reproduce
 
@@ -28,7 +33,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[test]"
-	$(PY) -m ipykernel install --sys-prefix --name crossflow --display-name "Python (crossflow)" >/dev/null
+	$(PY) -m ipykernel install --sys-prefix --name crossflow --display-name "Python (crossflow)" \
+	  --env OMP_WAIT_POLICY PASSIVE >/dev/null
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -65,7 +71,7 @@ gpu-check:
 	$(GPU_PYTHON) -m reproduce.gpu_check
 
 reproduce: reproduce-t2i reproduce-evaluators reproduce-table7 reproduce-fig4 reproduce-table8 reproduce-table10 \
-           reproduce-table3 reproduce-table1 reproduce-fig3
+           reproduce-table3 reproduce-table1 reproduce-fig3 reproduce-sampler reproduce-precision
 	$(PY) -m reproduce.summary --profile $(PROFILE)
 
 reproduce-t2i: venv data
@@ -99,6 +105,17 @@ reproduce-table1: venv data reproduce-evaluators
 # Figure 3: 5 sizes x 2 methods, same steps (runs/fig3-tiny, resumable)
 reproduce-fig3: venv data reproduce-evaluators
 	$(PY) -m reproduce.run fig3 --profile $(PROFILE)
+
+# reuses the tiny text-to-image run (runs/t2i-tiny) and the cached evaluators
+reproduce-sampler: venv data reproduce-t2i reproduce-evaluators
+	$(PY) -m reproduce.run sampler --profile $(PROFILE)
+
+reproduce-precision: venv data reproduce-evaluators
+	$(PY) -m reproduce.run precision --profile $(PROFILE)
+
+# Speed against the hardware's own peak, measured in the same run (a few minutes; results/bench/)
+bench: venv
+	$(PY) -m reproduce.bench
 
 lab: venv data
 	$(PY) -m pip install --quiet -e ".[lab]"

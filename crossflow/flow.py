@@ -106,7 +106,7 @@ def sample_uncond(n: int, p: float, generator=None, device=None) -> torch.Tensor
 PHASES = ("joint", "ve", "flow")
 
 
-def compute_loss(model, batch: dict, ocfg, generator=None, phase: str = "joint") -> tuple[torch.Tensor, dict[str, float]]:
+def compute_loss(model, batch: dict, ocfg, generator=None, phase: str = "joint") -> tuple[torch.Tensor, dict]:
     """L = L_FM + enc_weight * L_Enc + kl_weight * L_KL for one batch (crossflow-method.md section 4).
 
     ``phase`` (Table 3e schedules): "joint" = all terms, the Text VE trained by every loss (the final recipe);
@@ -116,6 +116,8 @@ def compute_loss(model, batch: dict, ocfg, generator=None, phase: str = "joint")
     ``model`` is a :class:`crossflow.models.CrossFlow` (text_ve, net, and the towers its enc_loss needs);
     ``batch`` holds x (B, n, d), mask (B, n), z1 (B, c, h, w), and pixels (B, 3, H, W) in [-1, 1] for the
     I-T loss, or null_x / null_mask (1, n, d) / (1, n) for the baseline's text dropout.
+    The terms come back as detached 0-d tensors (reading them is a host synchronisation on a GPU: the caller
+    reads them when it logs).
     """
     x, mask, z1 = batch["x"], batch["mask"], batch["z1"]
     B, dev = z1.shape[0], z1.device
@@ -157,7 +159,7 @@ def compute_loss(model, batch: dict, ocfg, generator=None, phase: str = "joint")
 
     if phase == "ve":                                    # Text VE pre-training: no flow network at all
         loss = ocfg.enc_weight * terms["enc"] + ocfg.kl_weight * terms.get("kl", 0.0)
-        return loss, {k: float(v.detach()) for k, v in terms.items()}
+        return loss, {k: v.detach() for k, v in terms.items()}
 
     t = sample_t(B, ocfg.t_mean, ocfg.t_std, generator).to(dev)
     z_t = interpolate(z0, z1_pair, t, ocfg.sigma_min)
@@ -165,4 +167,4 @@ def compute_loss(model, batch: dict, ocfg, generator=None, phase: str = "joint")
     terms["fm"] = F.mse_loss(v_pred.float(), target_velocity(z0, z1_pair, ocfg.sigma_min).float())
 
     loss = terms["fm"] + ocfg.enc_weight * terms.get("enc", 0.0) + ocfg.kl_weight * terms.get("kl", 0.0)
-    return loss, {k: float(v.detach()) for k, v in terms.items()}
+    return loss, {k: v.detach() for k, v in terms.items()}

@@ -80,6 +80,29 @@ def euler(v: VelocityFn, z0: torch.Tensor, steps: int, t0: float = 0.0, t1: floa
 
 
 @torch.no_grad()
+def midpoint(v: VelocityFn, z0: torch.Tensor, steps: int, t0: float = 0.0, t1: float = 1.0) -> torch.Tensor:
+    """Explicit midpoint (2nd order Runge-Kutta): 2 evaluations per step, the second at the half step."""
+    z, dt = z0, (t1 - t0) / steps
+    for i in range(steps):
+        t = t0 + i * dt
+        z = z + dt * v(z + 0.5 * dt * v(z, t), t + 0.5 * dt)
+    return z
+
+
+@torch.no_grad()
+def heun(v: VelocityFn, z0: torch.Tensor, steps: int, t0: float = 0.0, t1: float = 1.0) -> torch.Tensor:
+    """Heun (explicit trapezoid, 2nd order): an Euler predictor, then the mean of the slopes at both ends;
+    2 evaluations per step."""
+    z, dt = z0, (t1 - t0) / steps
+    for i in range(steps):
+        t = t0 + i * dt
+        k1 = v(z, t)
+        k2 = v(z + dt * k1, t + dt)
+        z = z + 0.5 * dt * (k1 + k2)
+    return z
+
+
+@torch.no_grad()
 def dopri5(v: VelocityFn, z0: torch.Tensor, rtol: float = 1e-5, atol: float = 1e-5,
            t0: float = 0.0, t1: float = 1.0) -> torch.Tensor:
     """Adaptive Dormand-Prince (torchdiffeq), the released code's unused alternative."""
@@ -88,12 +111,27 @@ def dopri5(v: VelocityFn, z0: torch.Tensor, rtol: float = 1e-5, atol: float = 1e
     return odeint(lambda t, z: v(z, float(t)), z0, ts, rtol=rtol, atol=atol, method="dopri5")[-1]
 
 
+# fixed-step solvers: name -> (function, network evaluations per step); dopri5 chooses its own steps
+FIXED_STEP = {"euler": (euler, 1), "midpoint": (midpoint, 2), "heun": (heun, 2)}
+SOLVERS = (*FIXED_STEP, "dopri5")
+
+
+def steps_for_nfe(solver: str, nfe: int) -> int:
+    """The number of steps of a fixed-step ``solver`` that costs ``nfe`` velocity evaluations (per guidance
+    pass; CFG doubles every count). A 2-evaluation solver gets nfe // 2 steps (at least 1)."""
+    if solver not in FIXED_STEP:
+        raise ValueError(f"{solver!r} has no fixed number of evaluations; fixed-step solvers: {tuple(FIXED_STEP)}")
+    return max(1, nfe // FIXED_STEP[solver][1])
+
+
 def solve(v: VelocityFn, z0: torch.Tensor, solver: str = "euler", steps: int = 50) -> torch.Tensor:
-    if solver == "euler":
-        return euler(v, z0, steps)
+    """Integrate from t=0 to t=1. ``steps`` counts solver steps (a midpoint or Heun step costs 2 evaluations:
+    see :func:`steps_for_nfe`); dopri5 ignores it."""
+    if solver in FIXED_STEP:
+        return FIXED_STEP[solver][0](v, z0, steps)
     if solver == "dopri5":
         return dopri5(v, z0)
-    raise ValueError(f"unknown solver {solver!r}; use 'euler' or 'dopri5'")
+    raise ValueError(f"unknown solver {solver!r}; use one of {SOLVERS}")
 
 
 @torch.no_grad()

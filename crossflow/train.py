@@ -139,21 +139,43 @@ def _micro_batch(batch: dict, part: slice) -> dict:
     return {k: v if k.startswith("null_") else v[part] for k, v in batch.items()}
 
 
-def _check_finite(acc, loss, terms: dict, step: int, ckpt_path: Path) -> None:
-    """Raise NonFiniteLossError on every process if the loss is NaN/inf on any one (before the backward pass,
-    whose gradient all-reduce would otherwise wait forever for the process that stopped)."""
-    finite = bool(torch.isfinite(loss.detach()))
-    bad = 0 if finite else 1
-    if acc.num_processes > 1:
-        bad = int(acc.reduce(torch.tensor([float(bad)], device=acc.device), "sum").item())
-    if not bad:
-        return
-    where = "" if acc.num_processes == 1 else f" on {bad} of {acc.num_processes} processes"
-    saved = (f"the last checkpoint in {ckpt_path.parent} is intact" if ckpt_path.exists()
-             else "no checkpoint had been written yet")
-    raise NonFiniteLossError(
-        f"loss is not finite{where} at step {step} (this process: {float(loss.detach())}, terms {terms}). Nothing "
-        f"was saved for this step; {saved}. Try a lower train.lr, train.grad_clip > 0, or objective.kl_form='code'.")
+class _FiniteWatch:
+    """Watches the loss for NaN/inf without a host synchronisation per step on an accelerator.
+
+    ``see`` records the first non-finite step on the device (no sync); ``check`` reads it (a sync), and raises
+    NonFiniteLossError on every process if any one saw a non-finite loss (all processes call it at the same
+    steps, so none waits forever in a collective). On the CPU, where reading costs nothing, the train loop checks
+    every step before the backward pass; on a GPU at logging and checkpoint steps, so nothing non-finite is ever
+    written to a checkpoint."""
+
+    def __init__(self, acc):
+        self.acc = acc
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=acc.device)
+        self.last_loss, self.last_terms = None, {}
+
+    def see(self, loss, terms: dict, step: int) -> None:
+        bad = ~torch.isfinite(loss.detach())
+        self.first_bad = torch.where(bad & (self.first_bad < 0), step, self.first_bad)
+        self.last_loss, self.last_terms = loss, terms
+
+    def check(self, ckpt_path: Path) -> None:
+        acc = self.acc
+        flags = torch.stack([(self.first_bad >= 0).float(), self.first_bad.float()])
+        n_bad = int(flags[0].item())
+        if acc.num_processes > 1:
+            n_bad = int(acc.reduce(flags[:1].clone(), "sum").item())
+        if not n_bad:
+            return
+        where = "" if acc.num_processes == 1 else f" on {n_bad} of {acc.num_processes} processes"
+        step = int(flags[1].item())
+        saved = (f"the last checkpoint in {ckpt_path.parent} is intact" if ckpt_path.exists()
+                 else "no checkpoint had been written yet")
+        terms = {k: float(v) for k, v in self.last_terms.items()}
+        at = f"at step {step}" if step >= 0 else "on another process"
+        raise NonFiniteLossError(
+            f"loss is not finite{where} {at} (this process: {float(self.last_loss.detach())}, terms {terms}). "
+            f"Nothing was saved for this step; {saved}. Try a lower train.lr, train.grad_clip > 0, or "
+            f"objective.kl_form='code'.")
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> dict:
@@ -235,7 +257,8 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
     torch.manual_seed(tc.seed)                            # same initial weights on every process
     model = CrossFlow(cfg, **dims)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay,
+                            fused=True if tc.fused_optimizer else None)   # None: torch's default (foreach)
     warm = max(1, tc.warmup_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))   # [paper] warm-up, then constant
 
@@ -266,8 +289,14 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
         with atomic_path(log_path) as tmp:                # drop log lines past the checkpoint we resume from
             tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
 
+    if tc.compile:                                        # in place: state_dict keys stay the same
+        model.net.compile()
     model, opt = acc.prepare(model, opt)
     ema = ema.to(acc.device)
+    ema_params = list(ema.parameters())
+    raw_params = [p.detach() for p in acc.unwrap_model(model).parameters()]
+    watch = _FiniteWatch(acc)
+    check_each_step = acc.device.type == "cpu"            # reading a CPU tensor is free; a GPU's is a sync
     feats = features.to_device(acc.device) if hasattr(features, "to_device") else features
     end = tc.steps if stop_at is None else min(stop_at, tc.steps)
     bar = tqdm(range(start, end), initial=start, total=tc.steps, desc=f"train {cfg.name}",
@@ -289,7 +318,9 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
             torch.manual_seed(tc.seed * 1_000_003 + step * 97 + stream)   # dropout
             with torch.autocast(**amp):
                 loss, terms = model(mb, _step_generator(tc.seed, step, stream), phase)
-            _check_finite(acc, loss, terms, step, out_dir / CKPT)
+            watch.see(loss, terms, step)
+            if check_each_step:                           # before backward: nothing of this step is applied
+                watch.check(out_dir / CKPT)
             # accumulate locally; DDP averages the gradients over processes at the last micro-batch only
             sync = acc.no_sync(model) if world > 1 and micro < accum - 1 else contextlib.nullcontext()
             with sync:
@@ -305,24 +336,29 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
         opt.step()
         sched.step()
         decay = min(tc.ema_decay, (1 + step) / (10 + step)) if tc.ema_warmup else tc.ema_decay
-        with torch.no_grad():                             # EMA of all weights (Text VE, net, towers)
-            for pe, pm in zip(ema.parameters(), acc.unwrap_model(model).parameters()):
-                pe.lerp_(pm.detach(), 1 - decay)
+        with torch.no_grad():                             # EMA of all weights (Text VE, net, towers), one call
+            torch._foreach_lerp_(ema_params, raw_params, 1 - decay)
 
         done = step + 1
-        if done % tc.log_every == 0 or done == end:
+        log_now = done % tc.log_every == 0 or done == end
+        ckpt_now = done % tc.ckpt_every == 0 or done == end
+        if not check_each_step and (log_now or ckpt_now):
+            watch.check(out_dir / CKPT)                   # the only host synchronisations: logging, checkpoints
+        if log_now:
             if world > 1:                                 # the mean over processes (every process calls this)
-                vals = torch.tensor([float(loss.detach()), *terms.values()], device=acc.device)
+                vals = torch.stack([torch.as_tensor(v, device=acc.device).float().reshape(())
+                                    for v in (loss.detach(), *terms.values())])
                 vals = acc.reduce(vals, "mean").tolist()
                 loss, terms = vals[0], dict(zip(terms, vals[1:]))
             loss = float(loss.detach()) if torch.is_tensor(loss) else loss
+            terms = {k: float(v) for k, v in terms.items()}
             row = {"step": done, "loss": loss, **terms, "lr": sched.get_last_lr()[0], "phase": phase}
             history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}", phase=phase)
             if acc.is_main_process:
                 with open(log_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
-        if done % tc.ckpt_every == 0 or done == end:
+        if ckpt_now:
             acc.wait_for_everyone()
             if acc.is_main_process:
                 save_checkpoint(ckpt_path, model=acc.unwrap_model(model), ema=ema, optimizer=opt,

@@ -42,6 +42,8 @@ ARTIFACTS = {
     "table3": ("notebooks/07_table3_ablations.ipynb", "Table 3: ablations (encoder, VE loss, guidance, LM, training)"),
     "table1": ("notebooks/08_table1_baseline.ipynb", "Table 1: CrossFlow vs flow matching with cross-attention, and cost"),
     "fig3": ("notebooks/09_fig3_scaling.ipynb", "Figure 3: scaling with model size and training steps, both methods"),
+    "sampler": ("notebooks/10_sampler.ipynb", "Solvers (Euler, midpoint, Heun) against NFE: fewest steps at Euler-50's quality"),
+    "precision": ("notebooks/11_precision.ipynb", "The fast (bf16) training step against the committed fp32 step"),
 }
 
 

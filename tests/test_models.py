@@ -159,6 +159,26 @@ def test_flow_transformer_shape_and_zero_init(smoke_cfg, patch):
     assert out.shape == z.shape and out.abs().sum() > 0
 
 
+@pytest.mark.parametrize("cross", [False, True])
+def test_math_attention_equals_sdpa(smoke_cfg, cross):
+    """flow.attention="math" computes what the fused kernel computes (padding masked in cross-attention), so the
+    choice is a speed option, not a different model."""
+    a, shape = _net(smoke_cfg, cross_attention=cross)
+    b, _ = _net(smoke_cfg, cross_attention=cross, attention="math")
+    _randomise(a)
+    b.load_state_dict(a.state_dict())
+    z, t = torch.randn(3, *shape), torch.rand(3)
+    kw = {"indicator": torch.tensor([0, 1, 1])}
+    if cross:
+        mask = torch.ones(3, 5, dtype=torch.bool)
+        mask[1, 3:] = False
+        kw = {"context": torch.randn(3, 5, TEXT_DIM), "context_mask": mask}
+    with torch.no_grad():
+        out_a, out_b = a(z, t, **kw), b(z, t, **kw)
+    assert out_a.abs().sum() > 0
+    torch.testing.assert_close(out_b, out_a, rtol=1e-5, atol=1e-5)
+
+
 def test_flow_transformer_unpatchify_keeps_spatial_layout(smoke_cfg):
     """Patch 2: with an identity patch embedding, no blocks and an identity final projection, patchify followed
     by unpatchify must return the input, which pins unpatchify's (p, p, c) feature layout and token order."""

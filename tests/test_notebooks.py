@@ -22,6 +22,8 @@ FIGURES = {
     "table3": ("table3.png",),
     "table1": ("cfg_search.png",),
     "fig3": ("fig3.png",),
+    "sampler": ("sampler_nfe.png",),
+    "precision": ("loss_curves.png", "total_loss_curves.png"),
 }
 CHECKS = {
     "t2i": lambda m: m["train_steps"] == 20 and m["n_heldout_prompts"] > 0 and m["flow_params"] > 0,
@@ -39,7 +41,14 @@ CHECKS = {
     "table1": lambda m: 0.9 <= m["param_ratio"] <= 1.1 and m["cost"]["ratios"]["train_step"] > 0
     and m["crossflow"][0]["train_steps"] == m["baseline"][0]["train_steps"] == 20,
     "fig3": lambda m: len(m["sizes"]) == 10 and m["parameter_range"] >= 10 and len(m["curve"]) == 6,
+    "sampler": lambda m: len(m["euler50"]["runs"]) == 2 and len(m["grid"]) == 3 * 2
+    and all(r["nfe"] in (4, 50) for r in m["grid"]) and isinstance(m["verdict"], str),
+    "precision": lambda m: len(m["runs"]) == 3 and all(len(r["history"]) > 0 for r in m["runs"].values())
+    and set(m["verdict"]["checks"]) == {"fm", "fid", "geneval"},
 }
+
+# smaller grids than the notebooks' defaults, so that the smoke runs take seconds
+SMOKE_PARAMS = {"sampler": {"nfes": [4, 50], "seeds": [0, 1]}, "precision": {"steps": 20}}
 
 
 def test_every_notebook_is_an_artifact():
@@ -67,6 +76,7 @@ def test_notebook_runs_in_smoke_profile(artifact, tmp_path):
     out = tmp_path / artifact
     folders = {"run_dir": str(tmp_path / "run"), "runs_dir": str(tmp_path / "runs")}
     params = {k: v for k, v in folders.items() if k in notebook_parameters(ROOT / ARTIFACTS[artifact][0])}
+    params.update(SMOKE_PARAMS.get(artifact, {}))
     run(artifact, profile="smoke", out=str(out), params=params)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["profile"] == "smoke"

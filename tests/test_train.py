@@ -304,3 +304,38 @@ def test_nan_on_one_process_stops_every_process(tmp_path):
     out = res.stdout
     assert "rank 0 stopped" in out and "rank 1 stopped" in out, out[-3000:] + res.stderr[-3000:]
     assert "on 1 of 2 processes" in out and "no checkpoint had been written yet" in out
+
+
+def test_fast_step_trains_close_to_fp32_and_loads_uncompiled(smoke_cfg, smoke_features, tmp_path):
+    """The fast step (bf16 autocast, math attention, fused AdamW, compiled flow network) stays finite, follows the
+    fp32 loss on a smoke run (margin decided before running: mean logged loss within 10%), and its checkpoint
+    loads into a plain model (compiling in place keeps the parameter names)."""
+    from crossflow.profiles import FAST_STEP
+    cfg = smoke_cfg.replace({"train.steps": 40, "train.log_every": 5})
+    ref = train(cfg, smoke_features, tmp_path / "fp32", progress=False)
+    fast = train(cfg.replace(dict(FAST_STEP)), smoke_features, tmp_path / "fast", progress=False)
+    loss_ref = [r["loss"] for r in ref.history]
+    loss_fast = [r["loss"] for r in fast.history]
+    assert all(math.isfinite(v) for v in loss_fast)
+    mean_ref, mean_fast = sum(loss_ref) / len(loss_ref), sum(loss_fast) / len(loss_fast)
+    assert abs(mean_fast - mean_ref) <= 0.10 * mean_ref, (loss_ref, loss_fast)
+    model, loaded_cfg, _ = load_model(tmp_path / "fast")
+    assert loaded_cfg.train.compile and loaded_cfg.flow.attention == "math"
+    assert _same_weights(model, fast.model)
+
+
+def test_finite_watch_names_the_first_bad_step_without_reading_every_step(tmp_path):
+    """On a GPU the loop records non-finite losses on the device and reads them only at logging/checkpoint steps;
+    the error names the first bad step."""
+    from crossflow.train import _FiniteWatch
+
+    class Acc:                                             # the parts of an Accelerator the watch uses
+        device, num_processes = torch.device("cpu"), 1
+    watch = _FiniteWatch(Acc())
+    for step, value in enumerate([1.0, 2.0, float("nan"), 3.0, float("inf")]):
+        watch.see(torch.tensor(value), {"fm": torch.tensor(value)}, step)
+    with pytest.raises(NonFiniteLossError, match="at step 2 .*no checkpoint had been written yet"):
+        watch.check(tmp_path / CKPT)
+    ok = _FiniteWatch(Acc())
+    ok.see(torch.tensor(1.0), {}, 0)
+    ok.check(tmp_path / CKPT)                              # finite: nothing raised
