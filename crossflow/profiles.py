@@ -59,7 +59,7 @@ _SMOKE_EVALUATORS = {"judge_cells": 6000, "judge_steps": 300, "judge_batch": 128
 _SMOKE_FIG3_SIZES = {k: _FIG3_TINY_SIZES[k] for k in ("XS", "S", "M", "L", "XL")}
 
 _PAPER_CONFIG = {
-    # The paper's sizes and recipe (docs: crossflow-method.md sections 3, 6, 10). GPU only.
+    # The paper's sizes and recipe (docs/method.md sections 3, 6, 10). GPU only.
     "data.source": "coco", "data.image_size": 256,
     "text.model": "openai/clip-vit-large-patch14", "text.max_length": 77,       # [paper, code]
     "autoencoder.pretrained": "stabilityai/sd-vae-ft-ema",                        # [code] SD-VAE, f=8

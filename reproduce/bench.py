@@ -232,6 +232,28 @@ def _split(stepper, reps: int, device) -> dict:
     return out
 
 
+MATMUL_OPS = ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "convolution", "_linear_pointwise",
+              "mkldnn_convolution", "convolution_backward", "_scaled_dot_product")
+
+
+def matmul_share(stepper, steps: int = 3) -> dict:
+    """Where a step's time goes, by operator (torch.profiler, self time): the share spent in matrix products and
+    convolutions (what the matrix units can speed up) and the largest other operators (what bounds the rest)."""
+    from torch.profiler import ProfilerActivity, profile
+    for _ in range(2):
+        stepper.step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            stepper.step()
+    rows = [(e.key, e.self_cpu_time_total) for e in prof.key_averages()]
+    total = sum(t for _, t in rows) or 1.0
+    is_mm = lambda name: any(name.split("::")[-1].startswith(op) for op in MATMUL_OPS)  # noqa: E731
+    mm = sum(t for k, t in rows if is_mm(k))
+    others = sorted(((k, t) for k, t in rows if not is_mm(k)), key=lambda kt: -kt[1])[:6]
+    return {"matmul_share": mm / total, "ms_per_step_profiled": total / 1000 / steps,
+            "top_other_ops": [{"op": k, "share": t / total} for k, t in others]}
+
+
 def bench_training(profile: str, device, peaks: dict, quick: bool, variants=None) -> dict:
     from crossflow.config import get_config
     base = get_config(profile)
@@ -256,15 +278,17 @@ def bench_training(profile: str, device, peaks: dict, quick: bool, variants=None
         rows.append(row)
         print(f"  train {name:24s} {row['ms_per_step']:8.1f} ms/step  {row['gflops']:7.1f} GFLOP/s  "
               f"{row.get('pct_bf16_peak', 0):5.1f}% of bf16 peak", flush=True)
-    splits = {}
+    splits, ops = {}, {}
     if not quick:
         for name in (next(iter(VARIANTS)), list(VARIANTS)[-1]):
             st = Stepper(base.replace(VARIANTS[name]), feats, device)
             for _ in range(3 if not st.cfg.train.compile else 6):
                 st.step()
             splits[name] = {k: 1000 * v for k, v in _split(st, reps, device).items()}
+            if device.type == "cpu":
+                ops[name] = matmul_share(st)
     return {"profile": profile, "batch_size": base.train.batch_size, "flops_per_sample": flops, "rows": rows,
-            "split_ms": splits}
+            "split_ms": splits, "operators": ops}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -423,6 +447,10 @@ def markdown(res: dict) -> str:
               "| part | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for part in tr["split_ms"][names[0]]:
             L.append(f"| {part} | " + " | ".join(f"{tr['split_ms'][n][part]:.1f}" for n in names) + " |")
+    for name, o in tr.get("operators", {}).items():
+        top = ", ".join(f"{x['op'].split('::')[-1]} {100 * x['share']:.0f}%" for x in o["top_other_ops"])
+        L += ["", f"Operators of the {name!r} step (torch.profiler, self time): {100 * o['matmul_share']:.0f}% in "
+                  f"matrix products and convolutions; the largest others: {top}."]
     sa = res.get("sampling")
     if sa:
         L += ["", f"## Sampling ({sa['profile']} recipe: {sa['solver']} {sa['steps']} steps, CFG {sa['cfg_scale']}, "

@@ -339,3 +339,16 @@ def test_finite_watch_names_the_first_bad_step_without_reading_every_step(tmp_pa
     ok = _FiniteWatch(Acc())
     ok.see(torch.tensor(1.0), {}, 0)
     ok.check(tmp_path / CKPT)                              # finite: nothing raised
+
+
+def test_tensorboard_logging_is_optional_and_may_change_on_resume(smoke_cfg, smoke_features, tmp_path):
+    """train.tensorboard=True writes TensorBoard events beside metrics.jsonl; toggling it does not block a resume."""
+    pytest.importorskip("tensorboard")
+    cfg = smoke_cfg.replace({"train.steps": 10, "train.log_every": 5})
+    train(cfg, smoke_features, tmp_path, stop_at=5, progress=False)
+    result = train(cfg.replace({"train.tensorboard": True}), smoke_features, tmp_path, progress=False)
+    assert result.step == 10
+    events = list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [5, 10]
