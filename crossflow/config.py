@@ -152,6 +152,7 @@ class TrainConfig:
     fused_optimizer: bool = False       # AdamW's fused kernel: ~4x faster optimizer step, same update up to
                                         # float rounding (~2e-8 relative)
     compile: bool = False               # torch.compile (inductor) the flow network: fuses its elementwise ops
+                                        # (refused with bf16 on CPUs: non-finite gradients, see train.py)
     # [open] live curves: also log every metrics.jsonl row to TensorBoard (accelerate's tracker) in
     # <run folder>/tensorboard; needs the optional package (pip install -e '.[tensorboard]'); may change on resume
     tensorboard: bool = False

@@ -312,6 +312,12 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
         with atomic_path(log_path) as tmp:                # drop log lines past the checkpoint we resume from
             tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
 
+    if tc.compile and tc.mixed_precision == "bf16" and acc.device.type == "cpu":
+        raise ValueError(
+            "train.compile=True with train.mixed_precision='bf16' on a CPU is refused: with torch "
+            f"{torch.__version__} inductor's vectorised bf16 CPU kernels give non-finite gradients from the first "
+            "step (measured on the tiny recipe). Use one of the two: bf16 without compiling (the fast CPU step, "
+            "crossflow.profiles.FAST_STEP) or compiling in fp32.")
     if tc.compile:                                        # in place: state_dict keys stay the same
         model.net.compile()
     model, opt = acc.prepare(model, opt)
