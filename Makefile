@@ -117,9 +117,10 @@ reproduce-precision: venv data reproduce-evaluators
 bench: venv
 	$(PY) -m reproduce.bench
 
+# JupyterLab on the project's kernel, no browser (prints the URL with its token), as root or not; LAB_PORT, LAB_IP
 lab: venv data
-	$(PY) -m pip install --quiet -e ".[lab]"
-	$(VENV)/bin/jupyter lab notebooks/
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[lab]"
+	$(PY) -m reproduce.lab
 
 clean-results:
 	rm -rf results/*/

@@ -2,7 +2,7 @@
 
 Every constant that matters for the method is a named field with a comment naming its source:
 [paper] = arXiv 2412.15213 v2, [code] = the authors' released training code, [open] = decided by this project
-(see ../shared/docs/crossflow-method.md). Profiles:
+(see docs/method.md). Profiles:
 
 - ``smoke``: seconds; for tests and CI. Numbers it produces mean nothing.
 - ``tiny``: the CPU default (2 cores, minutes per artifact) that produces the committed ``results/``.
@@ -152,6 +152,10 @@ class TrainConfig:
     fused_optimizer: bool = False       # AdamW's fused kernel: ~4x faster optimizer step, same update up to
                                         # float rounding (~2e-8 relative)
     compile: bool = False               # torch.compile (inductor) the flow network: fuses its elementwise ops
+                                        # (refused with bf16 on CPUs: non-finite gradients, see train.py)
+    # [open] live curves: also log every metrics.jsonl row to TensorBoard (accelerate's tracker) in
+    # <run folder>/tensorboard; needs the optional package (pip install -e '.[tensorboard]'); may change on resume
+    tensorboard: bool = False
     # Table 3e training schedules [paper]: 0 = joint from scratch (the final recipe). N > 0 = the first N of
     # ``steps`` train the Text VE alone on L_Enc + KL (no flow network: cheap), then the flow network follows.
     ve_pretrain_steps: int = 0

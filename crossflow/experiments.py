@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from .config import Config, config_from_dict, to_dict
 from .device import ENV_VAR as DEVICE_ENV

@@ -3,7 +3,7 @@
 Time convention (pinned by tests/test_math.py): ``t = 0`` is the source ``z0`` (the text latent, or Gaussian
 noise for the baseline), ``t = 1`` is the target ``z1`` (the image latent). [code]
 
-    z_t      = t * z1 + (1 - (1 - sigma_min) * t) * z0          (crossflow-method.md section 2)
+    z_t      = t * z1 + (1 - (1 - sigma_min) * t) * z0          (docs/method.md section 2)
     v_target = z1 - (1 - sigma_min) * z0
     t        ~ sigmoid(N(t_mean, t_std))                         (logit-normal, [paper] [code])
 
@@ -107,7 +107,7 @@ PHASES = ("joint", "ve", "flow")
 
 
 def compute_loss(model, batch: dict, ocfg, generator=None, phase: str = "joint") -> tuple[torch.Tensor, dict]:
-    """L = L_FM + enc_weight * L_Enc + kl_weight * L_KL for one batch (crossflow-method.md section 4).
+    """L = L_FM + enc_weight * L_Enc + kl_weight * L_KL for one batch (docs/method.md section 4).
 
     ``phase`` (Table 3e schedules): "joint" = all terms, the Text VE trained by every loss (the final recipe);
     "ve" = the Text VE alone on L_Enc + L_KL (pre-training, no flow network); "flow" = L_FM with the Text VE

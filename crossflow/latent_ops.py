@@ -1,6 +1,6 @@
 """Operations in CrossFlow's text-latent space: interpolation and arithmetic (Figures 4-6, Table 8).
 
-Both use the *sampled* text latent z0 (crossflow-method.md section 8):
+Both use the *sampled* text latent z0 (docs/method.md section 8):
 - interpolation: z0_A + (z0_B - z0_A) * i / (n + 1), i = 0 .. n + 1, with no renormalisation;
 - arithmetic: e.g. VE("a dog with a hat") + VE("sunglasses") - VE("a hat"), then standardised to mean 0, std 1
   over all of the latent's elements; scaled addition VE(a) + alpha * VE(b).

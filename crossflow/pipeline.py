@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from .config import Config
 from .device import module_device

@@ -3,7 +3,7 @@
 Kept apart from the objective and the networks (as Meta's flow_matching): a *velocity function*
 ``v(z, t) -> dz/dt`` is built from a model plus a guidance rule, and a solver integrates it.
 
-Guidance rules (crossflow-method.md section 5):
+Guidance rules (docs/method.md section 5):
 - indicator CFG  [paper, code]: v = v_u + s (v_c - v_u), the same z0, indicator 1 vs 0.
 - autoguidance   [paper, Table 3c]: v = v_bad + s (v_good - v_bad), a weaker checkpoint as the guide.
 - null-text CFG  (the baseline): v = v(null text) + s (v(text) - v(null text)).

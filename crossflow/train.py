@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from .config import Config, config_from_dict, get_config, to_dict
 from .device import default_device, resolve_device
@@ -190,11 +190,34 @@ def _differences(a: dict, b: dict, prefix: str = "") -> dict:
     return out
 
 
+# train.* fields that may change when a run resumes: its length and where its curves are shown
+RESUMABLE_TRAIN_KEYS = ("steps", "tensorboard")
+
+
 def _without_steps(d: dict) -> dict:
-    """What must match to resume: everything but train.steps and the sampling settings (not used in training)."""
+    """What must match to resume: everything but RESUMABLE_TRAIN_KEYS and the sampling settings."""
     d = to_dict(config_from_dict(d))                      # fill fields added since the checkpoint was written
     return {**{k: v for k, v in d.items() if k != "sample"},
-            "train": {k: v for k, v in d["train"].items() if k != "steps"}}
+            "train": {k: v for k, v in d["train"].items() if k not in RESUMABLE_TRAIN_KEYS}}
+
+
+def _tensorboard(out_dir: Path, cfg: Config):
+    """accelerate's TensorBoard tracker writing to ``out_dir/tensorboard`` (``train.tensorboard=True``)."""
+    try:
+        import tensorboard  # noqa: F401
+        from accelerate.tracking import TensorBoardTracker
+    except ImportError as e:
+        raise ImportError("train.tensorboard=True needs the tensorboard package: pip install -e '.[tensorboard]' "
+                          "(or set train.tensorboard=False; metrics.jsonl is written either way)") from e
+    tracker = TensorBoardTracker("tensorboard", out_dir)
+    if hasattr(tracker, "start"):                         # newer accelerate starts trackers lazily
+        tracker.start()
+    flat = {}
+    for section, values in to_dict(cfg).items():
+        for k, v in (values.items() if isinstance(values, dict) else [("", values)]):
+            flat[f"{section}.{k}".rstrip(".")] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    tracker.store_init_configuration(flat)
+    return tracker
 
 
 def phase_at(step: int, tc) -> str:
@@ -289,6 +312,12 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
         with atomic_path(log_path) as tmp:                # drop log lines past the checkpoint we resume from
             tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
 
+    if tc.compile and tc.mixed_precision == "bf16" and acc.device.type == "cpu":
+        raise ValueError(
+            "train.compile=True with train.mixed_precision='bf16' on a CPU is refused: with torch "
+            f"{torch.__version__} inductor's vectorised bf16 CPU kernels give non-finite gradients from the first "
+            "step (measured on the tiny recipe). Use one of the two: bf16 without compiling (the fast CPU step, "
+            "crossflow.profiles.FAST_STEP) or compiling in fp32.")
     if tc.compile:                                        # in place: state_dict keys stay the same
         model.net.compile()
     model, opt = acc.prepare(model, opt)
@@ -296,6 +325,7 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
     ema_params = list(ema.parameters())
     raw_params = [p.detach() for p in acc.unwrap_model(model).parameters()]
     watch = _FiniteWatch(acc)
+    tracker = _tensorboard(out_dir, cfg) if tc.tensorboard and acc.is_main_process else None
     check_each_step = acc.device.type == "cpu"            # reading a CPU tensor is free; a GPU's is a sync
     feats = features.to_device(acc.device) if hasattr(features, "to_device") else features
     end = tc.steps if stop_at is None else min(stop_at, tc.steps)
@@ -358,6 +388,8 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
             if acc.is_main_process:
                 with open(log_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
+            if tracker is not None:                       # live curves; metrics.jsonl stays the record
+                tracker.log({k: v for k, v in row.items() if isinstance(v, float)}, step=done)
         if ckpt_now:
             acc.wait_for_everyone()
             if acc.is_main_process:
@@ -365,6 +397,8 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
                                 scheduler=sched, step=done, cfg=cfg, dims=dims,
                                 train_seconds=spent + time.time() - t_start)
     bar.close()
+    if tracker is not None:
+        tracker.finish()
     if ckpt_path.exists():
         record_provenance("checkpoints", str(ckpt_path), stored_checksum(ckpt_path))
     return TrainResult(model=ema, raw_model=acc.unwrap_model(model), history=history, out_dir=out_dir,

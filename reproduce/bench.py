@@ -38,15 +38,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The speed options of issue 13, cumulatively, from the committed recipe to the fastest (config overrides); the
-# last is crossflow.profiles.FAST_STEP (a test checks).
+# The committed recipe, then the speed options of issue 13 (config overrides). The bf16 rows add one option each;
+# the last row is crossflow.profiles.FAST_STEP (a test checks). Compiling is measured in fp32 only: in bf16 on a
+# CPU inductor's kernels give non-finite gradients (train() refuses it; see crossflow/profiles.py).
 VARIANTS = {
     "committed (fp32)": {},
-    "+ bf16 autocast": {"train.mixed_precision": "bf16"},
+    "fp32 + compiled flow net": {"train.compile": True},
+    "bf16 autocast": {"train.mixed_precision": "bf16"},
     "+ math attention": {"train.mixed_precision": "bf16", "flow.attention": "math"},
     "+ fused AdamW": {"train.mixed_precision": "bf16", "flow.attention": "math", "train.fused_optimizer": True},
-    "+ compiled flow net": {"train.mixed_precision": "bf16", "flow.attention": "math", "train.fused_optimizer": True,
-                            "train.compile": True},
 }
 
 
@@ -232,14 +232,41 @@ def _split(stepper, reps: int, device) -> dict:
     return out
 
 
+MATMUL_OPS = ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "convolution", "_linear_pointwise",
+              "mkldnn_convolution", "convolution_backward", "_scaled_dot_product")
+
+
+def matmul_share(stepper, steps: int = 3) -> dict:
+    """Where a step's time goes, by operator (torch.profiler, self time): the share spent in matrix products and
+    convolutions (what the matrix units can speed up) and the largest other operators (what bounds the rest)."""
+    from torch.profiler import ProfilerActivity, profile
+    for _ in range(2):
+        stepper.step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            stepper.step()
+    rows = [(e.key, e.self_cpu_time_total) for e in prof.key_averages()]
+    total = sum(t for _, t in rows) or 1.0
+    is_mm = lambda name: any(name.split("::")[-1].startswith(op) for op in MATMUL_OPS)  # noqa: E731
+    mm = sum(t for k, t in rows if is_mm(k))
+    others = sorted(((k, t) for k, t in rows if not is_mm(k)), key=lambda kt: -kt[1])[:6]
+    return {"matmul_share": mm / total, "ms_per_step_profiled": total / 1000 / steps,
+            "top_other_ops": [{"op": k, "share": t / total} for k, t in others]}
+
+
 def bench_training(profile: str, device, peaks: dict, quick: bool, variants=None) -> dict:
+    import torch
     from crossflow.config import get_config
     base = get_config(profile)
     feats = synthetic_features(base)
     flops = train_flops_per_sample(base, feats)
     reps = 3 if quick else 8
     rows = []
-    for name, over in (variants or VARIANTS).items():
+    variants = dict(variants or VARIANTS)
+    if device.type == "cuda" and variants == VARIANTS:      # on a GPU inductor's bf16 kernels can be tried
+        from crossflow.profiles import FAST_STEP
+        variants["+ compiled flow net (bf16)"] = {**FAST_STEP, "train.compile": True}
+    for name, over in variants.items():
         cfg = base.replace(over)
         st = Stepper(cfg, feats, device)
         warm = 3 + (4 if cfg.train.compile else 0)
@@ -247,24 +274,28 @@ def bench_training(profile: str, device, peaks: dict, quick: bool, variants=None
         st.step()                                           # the first step compiles (when asked)
         first = time.perf_counter() - t0
         sec = _median_time(st.step, reps, warm, device)
+        finite = all(bool(torch.isfinite(p).all()) for p in st.model.parameters())
         B = cfg.train.batch_size
         row = {"variant": name, "overrides": over, "ms_per_step": 1000 * sec, "samples_per_s": B / sec,
                "gflop_per_sample": flops / 1e9, "gflops": flops * B / sec / 1e9,
-               "first_step_s": first}
+               "first_step_s": first, "weights_finite": finite}
         for d, p in peaks["peak"].items():
             row[f"pct_{d}_peak"] = 100 * row["gflops"] / p
         rows.append(row)
         print(f"  train {name:24s} {row['ms_per_step']:8.1f} ms/step  {row['gflops']:7.1f} GFLOP/s  "
-              f"{row.get('pct_bf16_peak', 0):5.1f}% of bf16 peak", flush=True)
-    splits = {}
+              f"{row.get('pct_bf16_peak', 0):5.1f}% of bf16 peak{'' if finite else '  NON-FINITE WEIGHTS'}",
+              flush=True)
+    splits, ops = {}, {}
     if not quick:
         for name in (next(iter(VARIANTS)), list(VARIANTS)[-1]):
             st = Stepper(base.replace(VARIANTS[name]), feats, device)
-            for _ in range(3 if not st.cfg.train.compile else 6):
+            for _ in range(3):
                 st.step()
             splits[name] = {k: 1000 * v for k, v in _split(st, reps, device).items()}
+            if device.type == "cpu":
+                ops[name] = matmul_share(st)
     return {"profile": profile, "batch_size": base.train.batch_size, "flops_per_sample": flops, "rows": rows,
-            "split_ms": splits}
+            "split_ms": splits, "operators": ops}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -411,18 +442,25 @@ def markdown(res: dict) -> str:
     tr = res["training"]
     L += [f"## Training step ({tr['profile']} recipe, batch {tr['batch_size']}, "
           f"{tr['flops_per_sample'] / 1e9:.3f} GFLOP per sample forward + backward)", "",
-          "Each row adds one option to the row above it (config overrides in bench.json).", "",
-          "| variant | ms/step | samples/s | GFLOP/s | % fp32 peak | % bf16 peak | first step (s) |",
-          "|---|---|---|---|---|---|---|"]
+          "The committed recipe, compiling in fp32, then bf16 with one more option per row; the last row is the fast "
+          "step (`crossflow.profiles.FAST_STEP`). Config overrides in bench.json. FLOPs are the committed model's "
+          "for every row.", "",
+          "| variant | ms/step | samples/s | GFLOP/s | % fp32 peak | % bf16 peak | first step (s) | weights finite |",
+          "|---|---|---|---|---|---|---|---|"]
     for r in tr["rows"]:
         L.append(f"| {r['variant']} | {r['ms_per_step']:.0f} | {r['samples_per_s']:.0f} | {r['gflops']:.0f} | "
-                 f"{_pct(r, 'fp32')} | {_pct(r, 'bf16')} | {r['first_step_s']:.1f} |")
+                 f"{_pct(r, 'fp32')} | {_pct(r, 'bf16')} | {r['first_step_s']:.1f} | "
+                 f"{'yes' if r.get('weights_finite', True) else 'NO'} |")
     if tr["split_ms"]:
         names = list(tr["split_ms"])
         L += ["", "Time split, ms per step, each part timed alone (they do not add up exactly to a step):", "",
               "| part | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for part in tr["split_ms"][names[0]]:
             L.append(f"| {part} | " + " | ".join(f"{tr['split_ms'][n][part]:.1f}" for n in names) + " |")
+    for name, o in tr.get("operators", {}).items():
+        top = ", ".join(f"{x['op'].split('::')[-1]} {100 * x['share']:.0f}%" for x in o["top_other_ops"])
+        L += ["", f"Operators of the {name!r} step (torch.profiler, self time): {100 * o['matmul_share']:.0f}% in "
+                  f"matrix products and convolutions; the largest others: {top}."]
     sa = res.get("sampling")
     if sa:
         L += ["", f"## Sampling ({sa['profile']} recipe: {sa['solver']} {sa['steps']} steps, CFG {sa['cfg_scale']}, "

@@ -1,4 +1,4 @@
-"""The paper's numbers (arXiv 2412.15213 v2), as plain dicts, transcribed from shared/docs/paper-tables.md.
+"""The paper's numbers (arXiv 2412.15213 v2), as plain dicts, transcribed from the paper's tables.
 
 Table numbers follow v2 (v1 lacks Table 8 and numbers Tables 9/10 as 8/9). ``None`` = not reported ("-").
 These are the *paper's* measurements; ours are made with different metric networks (see METRIC_NOTES) and

@@ -30,7 +30,7 @@ def test_latent_shape_rejects_indivisible_image_size():
 
 
 def test_paper_preset_follows_the_method_spec():
-    """crossflow-method.md sections 2-5 and 10; a typo in a preset must fail here."""
+    """docs/method.md sections 2-5 and 10; a typo in a preset must fail here."""
     c = get_config("paper")
     assert c.data.image_size == 256 and c.text.max_length == 77
     assert c.autoencoder.scaling_factor == pytest.approx(0.23010)

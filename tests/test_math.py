@@ -1,6 +1,6 @@
 """Tier "math": the objective (crossflow/flow.py) and the samplers (crossflow/sampling.py), re-derived by hand.
 
-Every expected value here is written from crossflow-method.md (sections 2, 4, 5) with explicit formulas,
+Every expected value here is written from docs/method.md (sections 2, 4, 5) with explicit formulas,
 plain loops or numpy, never by calling the helper under test a second time.
 """
 from __future__ import annotations

@@ -54,7 +54,7 @@ def test_count_parameters_by_hand():
 
 
 def test_paper_text_ve_matches_released_code_shapes():
-    """crossflow-method.md 3: 768 -> 384 -> 192 -> 96 per token, flatten 77*96 = 7392, Linear to 2*4096."""
+    """docs/method.md 3: 768 -> 384 -> 192 -> 96 per token, flatten 77*96 = 7392, Linear to 2*4096."""
     cfg = get_config("paper")
     with torch.device("meta"):
         ve = TextVE(cfg.text_ve, 768, 77, cfg.latent_shape)

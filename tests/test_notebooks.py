@@ -68,6 +68,12 @@ def test_notebook_hygiene(path):
         assert not any(line.startswith(("def ", "class ")) for line in src.splitlines()), \
             "logic belongs in crossflow/, not in a notebook"
     assert nb["cells"][0]["cell_type"] == "markdown" and "Runtime" in "".join(nb["cells"][0]["source"])
+    assert nb["metadata"]["kernelspec"]["name"] == "crossflow", "notebooks name the project's kernel (make venv)"
+    # papermill parses the parameters cell itself (for --help-notebook and its warnings): every name must parse
+    from papermill.translators import PythonTranslator
+    params = next(c for c in code if "parameters" in c.get("metadata", {}).get("tags", []))
+    parsed = [p.name for p in PythonTranslator.inspect({"source": "".join(params["source"])})]
+    assert parsed == list(notebook_parameters(path)), "papermill cannot parse a parameter line (no '=' in comments)"
 
 
 @pytest.mark.slow

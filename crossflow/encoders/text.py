@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..config import TextConfig
 from ..device import resolve_device

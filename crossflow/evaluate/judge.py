@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..config import DataConfig
 from ..data import COLORS, TASKS, Item, PromptSpec, class_ids, load_fashion_mnist

@@ -1,6 +1,6 @@
 """Flow transformer v(z_t, t, indicator): DiT-style blocks with adaLN-Zero, and no cross-attention.
 
-The paper's network is DiMR (crossflow-method.md section 6); any standard backbone without cross-attention is
+The paper's network is DiMR (docs/method.md section 6); any standard backbone without cross-attention is
 acceptable at small scale [open]. We follow the released DiT variant: the CFG indicator is a 2-entry embedding
 added to the timestep embedding, so it modulates every block through adaLN [code, DiT].
 

@@ -1,6 +1,6 @@
 """Text Variational Encoder: frozen language-model tokens x (n x d) -> mu, logvar of the image-latent shape.
 
-Follows the released code (crossflow-method.md section 3): a projection to the encoder width, post-norm
+Follows the released code (docs/method.md section 3): a projection to the encoder width, post-norm
 transformer encoder layers, then "reduction" layers (an encoder layer followed by a per-token Linear that
 halves the channels), flatten all tokens, one Linear to 2 * (c*h*w), split into mu and logvar, reshape
 row-major to (c, h, w). ``z0 = mu + exp(0.5 * logvar) * eps``.

@@ -1,0 +1,123 @@
+"""Speed studies that need trained models: solvers against NFE (the ``sampler`` artifact) and the fast training
+step against the committed one (the ``precision`` artifact). The hardware benchmark is ``reproduce/bench.py``.
+
+Sampler study: every (solver, NFE) of a grid is scored by FID-domain and GenEval-domain at one seed; Euler with
+the paper's 50 steps is scored at several sampling seeds, whose range is the yardstick. The decision rule is
+fixed before anything runs (:func:`matches`): a setting *matches Euler-50* when its FID-domain is at most Euler-50's
+mean plus its seed range, and its GenEval-domain at least Euler-50's mean minus its seed range (as good or
+better, within the noise of the sampling seed). The smallest-NFE setting that matches at the first seed is then
+re-scored at the other seeds; it is *confirmed* when its mean over the seeds matches too.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from .config import Config
+from .pipeline import text_to_image
+from .sampling import FIXED_STEP, steps_for_nfe
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Euler-50 over several sampling seeds: means and ranges (max - min) of both metrics."""
+    fid_mean: float
+    fid_range: float
+    geneval_mean: float
+    geneval_range: float
+    seeds: tuple
+
+
+def reference(rows: Sequence[dict]) -> Reference:
+    fids = [r["fid"] for r in rows]
+    gens = [r["geneval"] for r in rows]
+    return Reference(statistics.mean(fids), max(fids) - min(fids), statistics.mean(gens), max(gens) - min(gens),
+                     tuple(r["seed"] for r in rows))
+
+
+def matches(fid: float, geneval: float, ref: Reference) -> bool:
+    """As good as Euler-50 within its seed range on both metrics (lower FID, higher GenEval are better)."""
+    return fid <= ref.fid_mean + ref.fid_range and geneval >= ref.geneval_mean - ref.geneval_range
+
+
+def score_sampler(model, cfg: Config, ev, *, solver: str, nfe: int, seed: int, specs, fid_captions,
+                  ref_feats) -> dict:
+    """FID-domain and GenEval-domain of one (solver, NFE per guidance pass, sampling seed)."""
+    steps = steps_for_nfe(solver, nfe)
+    scfg = cfg.replace({"sample.solver": solver})
+    t0 = time.time()
+    gen_images = text_to_image(model, scfg, [s.caption for s in specs], steps=steps, seed=seed)
+    fid_images = text_to_image(model, scfg, list(fid_captions), steps=steps, seed=seed + 1)
+    seconds = time.time() - t0
+    return {"solver": solver, "nfe": steps * FIXED_STEP[solver][1], "steps": steps, "seed": seed,
+            "fid": ev.fid(fid_images, feats_b=ref_feats)["value"], "geneval": ev.geneval(gen_images, specs)["overall"],
+            "seconds": round(seconds, 1), "n_images": len(specs) + len(fid_captions)}
+
+
+def nfe_figure(rows: Sequence[dict], ref: Reference, title: str = ""):
+    """FID-domain and GenEval-domain against NFE, one line per solver, Euler-50's seed band shaded."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, mean, rng, label in ((axes[0], "fid", ref.fid_mean, ref.fid_range, "FID-domain (lower is better)"),
+                                      (axes[1], "geneval", ref.geneval_mean, ref.geneval_range,
+                                       "GenEval-domain (higher is better)")):
+        ax.axhspan(mean - rng, mean + rng, color="0.85", label=f"Euler-50, {len(ref.seeds)} seeds: mean +- range")
+        ax.axhline(mean, color="0.4", lw=0.8)
+        for solver in dict.fromkeys(r["solver"] for r in rows):
+            pts = sorted((r["nfe"], r[key]) for r in rows if r["solver"] == solver and r["seed"] == ref.seeds[0])
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=solver)
+        ax.scatter([50], [mean], marker="*", s=180, color="k", zorder=5, label="paper's sampler: Euler, 50 steps")
+        ax.set_xscale("log")
+        ax.set_xlabel("network evaluations per image and guidance pass (NFE)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(histories: dict, key: str = "fm", title: str = ""):
+    """Training curves of several runs on one axis (raw and a 10-point running mean)."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, hist in histories.items():
+        steps = [r["step"] for r in hist]
+        vals = [r[key] for r in hist]
+        smooth = [statistics.mean(vals[max(0, i - 9):i + 1]) for i in range(len(vals))]
+        line, = ax.plot(steps, vals, alpha=0.3)
+        ax.plot(steps, smooth, color=line.get_color(), label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"{key} loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def precision_verdict(histories: dict, scores: dict, *, ref: str, other_seed: str, candidate: str,
+                      tail: float = 0.2, rel: float = 0.02) -> dict:
+    """Does ``candidate`` (the fast step) train like ``ref`` (the committed step, same seed)? The yardstick is
+    ``other_seed`` (the committed step at another seed): on the mean FM loss of the last ``tail`` of the logged
+    steps (which also passes within ``rel`` relative), FID-domain and GenEval-domain, |candidate - ref| must be at
+    most |other_seed - ref|. Fixed before the runs (notebooks/11_precision.ipynb)."""
+    def tail_mean(hist):
+        vals = [r["fm"] for r in hist]
+        return statistics.mean(vals[-max(1, int(len(vals) * tail)):])
+    fm = {n: tail_mean(h) for n, h in histories.items()}
+    diffs = {"fm": (abs(fm[candidate] - fm[ref]), max(abs(fm[other_seed] - fm[ref]), rel * fm[ref]))}
+    for key in ("fid", "geneval"):
+        diffs[key] = (abs(scores[candidate][key] - scores[ref][key]), abs(scores[other_seed][key] - scores[ref][key]))
+    checks = {k: d <= limit for k, (d, limit) in diffs.items()}
+    ok = all(checks.values())
+    parts = ", ".join(f"{k} |diff| {d:.4g} {'<=' if checks[k] else '>'} {limit:.4g}" for k, (d, limit) in diffs.items())
+    text = (f"the fast step {'matches' if ok else 'does NOT match'} the committed step ({parts}; limits = the "
+            f"committed step's seed-to-seed difference or 2% relative for the loss)")
+    return {"matches": ok, "checks": checks, "diffs": {k: list(v) for k, v in diffs.items()}, "fm_tail": fm,
+            "text": text}
