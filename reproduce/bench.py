@@ -18,7 +18,7 @@ What it measures (every number from this run; nothing is copied):
 3. **Sampling** per image with CFG (two passes per step) at the recipe's solver and steps, fp32 vs bf16.
 4. **Threads** (CPU): the committed step with 1 and 2 threads, alone and with the other core busy, with
    OpenMP's default spin-waiting and with ``OMP_WAIT_POLICY=PASSIVE`` (each in a fresh process).
-5. **Shapes**: a grid of patch size x width x batch, for the fastest variant without compiling.
+5. **Shapes**: a grid of patch size x width x batch, for the fast step (``FAST_STEP``).
 
 Timings are medians of repeated steps after warm-up; on a shared machine they move, the ratios to the peak
 measured minutes apart move less. This is a benchmark, not a test: nothing here passes or fails.
@@ -478,7 +478,7 @@ def markdown(res: dict) -> str:
                      f"{r['ms_per_step']:.0f} |")
     gr = res.get("grid")
     if gr:
-        L += ["", "## Shapes (fastest variant without compiling)", "",
+        L += ["", "## Shapes (the fast step, `FAST_STEP`)", "",
               "| patch | tokens | width | batch | samples/s | GFLOP/sample | GFLOP/s | % bf16 peak |",
               "|---|---|---|---|---|---|---|---|"]
         for r in gr:

@@ -31,3 +31,17 @@ def test_bench_runs_at_smoke_and_reports_against_the_peak():
            "peaks": peaks, "training": tr, "sampling": sa}
     md = markdown(res)
     assert "% bf16 peak" in md and "committed (fp32)" in md
+
+
+def test_fast_sampler_is_the_sampler_artifacts_confirmed_choice():
+    """FAST_SAMPLER copies the committed sampler study's verdict (a re-run that changes it must update it)."""
+    import json
+    from pathlib import Path
+    from crossflow.config import get_config
+    from crossflow.profiles import FAST_SAMPLER
+    from crossflow.sampling import FIXED_STEP
+    cfg = get_config("tiny", dict(FAST_SAMPLER))
+    metrics = Path(__file__).resolve().parent.parent / "results" / "sampler" / "metrics.json"
+    chosen = json.loads(metrics.read_text())["metrics"]["chosen"]
+    assert chosen["solver"] == cfg.sample.solver
+    assert chosen["nfe"] == cfg.sample.steps * FIXED_STEP[cfg.sample.solver][1]
