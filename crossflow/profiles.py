@@ -156,16 +156,17 @@ _PROFILES = {k: v for k, v in _PROFILES.items() if k in ("smoke", "tiny")} | {
 
 PROFILES: Mapping[str, Profile] = MappingProxyType(_PROFILES)
 
-# The fast training step of issue 13 (make bench; notebooks/11_precision.ipynb checks it trains like the committed
-# one), as config overrides. Off in every profile for now, so that the committed results stay bit-identical; it
-# becomes the default with the next re-run of the comparisons.
-# train.compile is not in it: on CPUs, inductor's vectorised bf16 kernels (torch 2.14.1) give non-finite gradients
-# from the first step (measured; train() refuses the combination there), and compiling in fp32 gains little.
 # The fewest-evaluation sampler that matched Euler-50 on the tiny model (notebooks/10_sampler.ipynb, results/sampler:
 # 4 network evaluations per guidance pass instead of 50, confirmed over 3 sampling seeds). For the evaluation-heavy
 # notebooks at the next re-run; re-check it (make reproduce-sampler) for another model or profile.
 FAST_SAMPLER: Mapping[str, Any] = MappingProxyType({"sample.solver": "midpoint", "sample.steps": 2})
 
+# The fast training step of issue 13 (make bench), as config overrides. Off in every profile, so that the committed
+# results stay bit-identical. notebooks/11_precision.ipynb checks whether it trains like the committed step; at tiny
+# it was not confirmed yet (GenEval-domain beyond a one-seed-pair yardstick, results/precision): the re-run with
+# more seeds decides before it becomes a default.
+# train.compile is not in it: on CPUs, inductor's vectorised bf16 kernels (torch 2.14.1) give non-finite gradients
+# from the first step (measured; train() refuses the combination there), and compiling in fp32 gains little.
 FAST_STEP: Mapping[str, Any] = MappingProxyType({
     "train.mixed_precision": "bf16", "flow.attention": "math", "train.fused_optimizer": True})
 PROFILE_NAMES = tuple(PROFILES)

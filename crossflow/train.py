@@ -220,6 +220,22 @@ def _tensorboard(out_dir: Path, cfg: Config):
     return tracker
 
 
+def build_optimizer(params, tc) -> torch.optim.AdamW:
+    """AdamW of the recipe ``tc`` (a TrainConfig): torch's default (foreach) kernel, or the fused one."""
+    return torch.optim.AdamW(params, lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay,
+                             fused=True if tc.fused_optimizer else None)
+
+
+def check_compile(tc, device) -> None:
+    """Refuse ``train.compile`` with bf16 on a CPU (non-finite gradients with this torch's inductor)."""
+    if tc.compile and tc.mixed_precision == "bf16" and torch.device(device).type == "cpu":
+        raise ValueError(
+            "train.compile=True with train.mixed_precision='bf16' on a CPU is refused: with torch "
+            f"{torch.__version__} inductor's vectorised bf16 CPU kernels give non-finite gradients from the first "
+            "step (measured on the tiny recipe). Use one of the two: bf16 without compiling (the fast CPU step, "
+            "crossflow.profiles.FAST_STEP) or compiling in fp32.")
+
+
 def phase_at(step: int, tc) -> str:
     """Which loss terms step ``step`` trains (crossflow.flow.PHASES): Table 3e's schedules."""
     if step < tc.ve_pretrain_steps:
@@ -275,13 +291,13 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
     if tc.ve_pretrain_steps and world > 1:
         raise ValueError("2-stage training (train.ve_pretrain_steps > 0) runs in one process only: its stages "
                          "train different parameter sets, which DistributedDataParallel does not allow")
+    check_compile(tc, acc.device)                         # before anything is written
     dims = {"text_dim": features.x.shape[-1], "n_tokens": features.x.shape[1]}
 
     torch.manual_seed(tc.seed)                            # same initial weights on every process
     model = CrossFlow(cfg, **dims)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay,
-                            fused=True if tc.fused_optimizer else None)   # None: torch's default (foreach)
+    opt = build_optimizer(model.parameters(), tc)
     warm = max(1, tc.warmup_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))   # [paper] warm-up, then constant
 
@@ -312,12 +328,6 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
         with atomic_path(log_path) as tmp:                # drop log lines past the checkpoint we resume from
             tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
 
-    if tc.compile and tc.mixed_precision == "bf16" and acc.device.type == "cpu":
-        raise ValueError(
-            "train.compile=True with train.mixed_precision='bf16' on a CPU is refused: with torch "
-            f"{torch.__version__} inductor's vectorised bf16 CPU kernels give non-finite gradients from the first "
-            "step (measured on the tiny recipe). Use one of the two: bf16 without compiling (the fast CPU step, "
-            "crossflow.profiles.FAST_STEP) or compiling in fp32.")
     if tc.compile:                                        # in place: state_dict keys stay the same
         model.net.compile()
     model, opt = acc.prepare(model, opt)

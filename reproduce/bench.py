@@ -60,7 +60,6 @@ def machine() -> dict:
                 cpu = line.split(":", 1)[1].strip()
             if line.startswith("flags"):
                 flags = line
-        cpu = cpu if cpu != platform.machine() else platform.machine()
     except OSError:
         pass
     out = {"cpu": cpu, "cores": os.cpu_count(), "amx_bf16": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags,
@@ -161,13 +160,14 @@ class Stepper:
     def __init__(self, cfg, feats, device):
         import torch
         from crossflow.models import CrossFlow
+        from crossflow.train import build_optimizer, check_compile
         tc = cfg.train
+        check_compile(tc, device)
         torch.manual_seed(0)
         self.cfg, self.device, self.feats = cfg, device, feats.to_device(device)
         self.model = CrossFlow(cfg, TEXT_DIM, cfg.text.max_length).to(device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tuple(tc.betas),
-                                     weight_decay=tc.weight_decay, fused=True if tc.fused_optimizer else None)
+        self.opt = build_optimizer(self.model.parameters(), tc)
         if tc.compile:
             self.model.net.compile()
         self.ema_params = list(self.ema.parameters())
