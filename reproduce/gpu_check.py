@@ -277,7 +277,8 @@ def run_checks(args) -> list[dict]:
     stage("evaluate", evaluate_stage)
     stage("paper", paper_stage)
     if args.gpu_steps:
-        stage("gpu-step", gpu_step_stage)["step_seconds"] = state["gpu_step_seconds"]   # read by reproduce.estimate
+        row = stage("gpu-step", gpu_step_stage)             # the stage sets state["gpu_step_seconds"]
+        row["step_seconds"] = state["gpu_step_seconds"]     # read by reproduce.estimate
     return rows
 
 

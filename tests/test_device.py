@@ -125,12 +125,12 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     """The whole check, on the CPU (the stages assert 'cpu' where on a GPU they assert 'cuda'), with a narrow
     paper step, so that the script cannot rot between GPU runs."""
     res = subprocess.run([sys.executable, "-m", "reproduce.gpu_check", "--device", "cpu", "--paper-width", "32",
-                          "--paper-batch", "1", "--gpu-steps", "0", "--out", str(tmp_path)],
+                          "--paper-batch", "1", "--gpu-steps", "1", "--out", str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=900,
                          env={**os.environ, "TQDM_DISABLE": "1"})
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     report = (tmp_path / "report-cpu-dry-run.md").read_text()
-    for stage in ("features", "train", "sample", "evaluate", "paper"):
+    for stage in ("features", "train", "sample", "evaluate", "paper", "gpu-step"):
         assert f"| {stage} |" in report
     assert "checkpoint tensors on cpu" in report and "judge inputs on cpu" in report
 
