@@ -170,7 +170,9 @@ def run_checks(args) -> list[dict]:
         state["result"] = res
         assert module_device(res.raw_model).type == device.type and module_device(res.model).type == device.type
         ckpt = torch.load(run_dir / CKPT, weights_only=False)          # tensors come back where they were saved
-        kinds = {t.device.type for key in ("model", "ema", "optimizer") for t in _tensors(ckpt[key])}
+        # torch's AdamW keeps each parameter's "step" count as a CPU scalar unless fused/capturable: by design
+        opt_state = [{k: v for k, v in st.items() if k != "step"} for st in ckpt["optimizer"]["state"].values()]
+        kinds = {t.device.type for obj in (ckpt["model"], ckpt["ema"], opt_state) for t in _tensors(obj)}
         assert kinds == {device.type}, f"checkpoint tensors on {kinds}"
         return f"{res.step} steps, loss {res.history[-1]['loss']:.3f}; model and checkpoint tensors on {device.type}"
 

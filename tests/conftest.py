@@ -39,6 +39,23 @@ def smoke_features(smoke_cfg):
     return prepare_features(smoke_cfg, progress=False)
 
 
+@pytest.fixture(autouse=True)
+def _cpu_marker(request, monkeypatch):
+    """Tests marked ``cpu`` run on the CPU even when the suite runs with CROSSFLOW_DEVICE=cuda: they check
+    bit-exact reruns (CUDA kernels with atomics are not bit-reproducible), gloo multi-process training or CPU-only
+    behaviour. accelerate keeps one device per process (AcceleratorState is a singleton), so its state is reset
+    before and after such a test when another device may have set it."""
+    if request.node.get_closest_marker("cpu") is None or os.environ.get("CROSSFLOW_DEVICE", "cpu") == "cpu":
+        yield
+        return
+    from accelerate.state import AcceleratorState
+    monkeypatch.setenv("CROSSFLOW_DEVICE", "cpu")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")      # for launched CPU processes: accelerate's gloo barrier
+    AcceleratorState._reset_state(reset_partial_state=True)   # would pick cuda:<rank> on a one-GPU machine
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``gpu`` need CUDA: skipped (with the reason) where torch sees none."""
     import torch

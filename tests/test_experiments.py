@@ -36,7 +36,7 @@ def test_two_stage_config_errors(smoke_cfg, bad):
 
 
 def _params(module):
-    return torch.cat([p.detach().flatten() for p in module.parameters()])
+    return torch.cat([p.detach().cpu().flatten() for p in module.parameters()])
 
 
 def test_two_stage_separate_trains_ve_first_then_only_the_flow(smoke_cfg, smoke_features, tmp_path):
@@ -78,7 +78,7 @@ def test_language_model_variants_differ_and_are_deterministic():
     (x_full, m), (x_static, _), (x_ra, _), (x_rb, _) = (e.encode(caps) for e in (full, static, rand_a, rand_b))
     assert x_full.shape == x_static.shape == x_ra.shape
     ids = full.tokenizer(caps, padding="max_length", truncation=True, max_length=8, return_tensors="pt")["input_ids"]
-    assert torch.allclose(x_static, full.model.get_input_embeddings()(ids)), "static = the word-piece table"
+    assert torch.allclose(x_static, full.model.get_input_embeddings()(ids.to(full.model.device)).cpu()), "static = the word-piece table"
     assert torch.equal(x_ra, x_rb), "random weights are seeded"
     assert not torch.allclose(x_ra, x_full, atol=1e-2) and not torch.allclose(x_static, x_full, atol=1e-2)
     # static vectors have no context: the same token gives the same vector wherever it stands

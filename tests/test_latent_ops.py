@@ -80,7 +80,9 @@ def test_lm_space_path_ends_at_each_captions_own_encoding(smoke_cfg, smoke_featu
     path = lm_space_interpolation(model, smoke_cfg, a, b, 3, seed=5)
     from crossflow.encoders import embed_captions
     x, mask = embed_captions([a, b], smoke_cfg.text)
-    mu, logvar = model.text_ve(x, mask)
+    dev = next(model.parameters()).device
+    mu, logvar = (t.cpu() for t in model.text_ve(x.to(dev), mask.to(dev)))
+    path = path.cpu()
     eps = torch.randn(mu.shape[1:], generator=torch.Generator().manual_seed(5))
     assert torch.allclose(path[0], mu[0] + torch.exp(0.5 * logvar[0]) * eps, atol=1e-5)
     assert torch.allclose(path[-1], mu[1] + torch.exp(0.5 * logvar[1]) * eps, atol=1e-5)

@@ -86,6 +86,7 @@ def test_nan_message_does_not_claim_a_checkpoint(smoke_cfg, smoke_features, tmp_
 def test_a_failing_notebook_leaves_the_previous_results_whole(tmp_path):
     """Issue 12 (1): a late-cell failure used to leave seed-1 figures beside a seed-0 metrics.json, and the next
     run called them current. Now the run goes to a scratch folder and is swapped in only on success."""
+    pytest.importorskip("papermill", reason="runs a notebook")
     import json
     from reproduce.run import run
     out = tmp_path / "fig4"
@@ -105,6 +106,7 @@ def test_a_failing_notebook_leaves_the_previous_results_whole(tmp_path):
 
 
 def test_unknown_notebook_parameters_are_refused(tmp_path):
+    pytest.importorskip("papermill", reason="reads a notebook's parameters")
     from reproduce.run import run
     with pytest.raises(SystemExit, match="no parameter 'n_promts'; did you mean 'n_prompts'.*Its parameters: profile"):
         run("t2i", profile="smoke", out=str(tmp_path / "x"), params={"n_promts": 5})
@@ -128,6 +130,7 @@ def _truncate(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", [_overwrite_middle, _truncate], ids=["overwritten", "truncated"])
+@pytest.mark.cpu
 def test_damaged_caches_are_rebuilt_to_the_same_values(tmp_path, monkeypatch, damage):
     from crossflow.features import prepare_features
     from crossflow.utils import cache_dir
@@ -190,6 +193,7 @@ def test_a_kill_between_data_and_checksum_is_completed_not_refused(tmp_path):
 # ----------------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.cpu
 def test_rebuilt_evaluators_are_identical_and_recorded(smoke_cfg, tmp_path, monkeypatch):
     import json
     from crossflow.evaluate import get_eval_config, load_evaluators
@@ -269,6 +273,7 @@ def test_a_second_run_in_the_same_folder_is_refused_with_the_holders_pid(smoke_c
 
 @pytest.mark.slow
 def test_verify_rederives_an_artifact_and_flags_a_moved_number(tmp_path, capsys):
+    pytest.importorskip("papermill", reason="runs a notebook")
     import csv
     import os
     from reproduce.run import run

@@ -57,6 +57,7 @@ def test_checkpoint_round_trip(smoke_cfg, smoke_features, tmp_path):
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()), "a temporary file was left behind"
 
 
+@pytest.mark.cpu
 def test_resume_after_graceful_stop_is_exact(smoke_cfg, smoke_features, tmp_path):
     full = train(smoke_cfg, smoke_features, tmp_path / "full", progress=False)
     part = train(smoke_cfg, smoke_features, tmp_path / "part", stop_at=10, progress=False)
@@ -78,6 +79,7 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.cpu
 def test_killed_run_resumes_to_the_same_weights(smoke_features, tmp_path):
     """SIGKILL a training process after its first checkpoint, resume, compare with an uninterrupted run."""
     run = tmp_path / "killed"
@@ -160,6 +162,7 @@ DDP_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.cpu
 def test_two_cpu_processes_data_parallel(smoke_features, tmp_path):
     """Two CPU processes (torchrun; Accelerator picks up the distributed env, gloo backend) run the unchanged
     loop; both replicas end identical. On GPUs `accelerate launch` or torchrun start the same script."""
@@ -212,7 +215,7 @@ def test_grad_accumulation_matches_one_big_batch(smoke_features, tmp_path):
     init = _initial_weights(cfg, smoke_features)
 
     def update(result):                                  # the step's change of every weight, as one vector
-        sd = result.raw_model.state_dict()
+        sd = {k: v.cpu() for k, v in result.raw_model.state_dict().items()}
         return torch.cat([(sd[k] - init[k]).flatten() for k in init])
 
     u_one, u_two, u_half = update(one), update(two), update(half)
@@ -244,6 +247,7 @@ def _torchrun(args: list[str], env_extra: dict | None = None, timeout: int = 600
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+@pytest.mark.cpu
 def test_train_cli_under_torchrun_two_processes(tmp_path):
     """`python -m crossflow.train --profile smoke --out DIR key=value` runs unchanged under a launcher (torchrun;
     `accelerate launch` starts the same module): features are built once, the run resumes, the logged loss is
@@ -281,6 +285,7 @@ LOSS_PROBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.cpu
 def test_logged_loss_is_the_mean_over_processes(tmp_path):
     """Each process computes the loss of its own slice; the logged value is their mean, the same on both
     (before issue 11 each process logged its own slice's loss)."""
@@ -294,6 +299,7 @@ def test_logged_loss_is_the_mean_over_processes(tmp_path):
     assert h0 == h1
 
 
+@pytest.mark.cpu
 def test_nan_on_one_process_stops_every_process(tmp_path):
     """A NaN on rank 1 only: both ranks raise the same NonFiniteLossError (no rank waits forever in the gradient
     all-reduce), and the message says on how many processes the loss broke."""
@@ -323,6 +329,7 @@ def test_fast_step_trains_close_to_fp32_and_loads(smoke_cfg, smoke_features, tmp
     assert _same_weights(model, fast.model)
 
 
+@pytest.mark.cpu
 def test_compiled_fp32_step_matches_and_bf16_compile_is_refused_on_cpu(smoke_cfg, smoke_features, tmp_path):
     """Compiling the flow network (in place: the same parameter names) trains finitely in fp32; with bf16 on a CPU
     it is refused, because inductor's vectorised bf16 CPU kernels gave non-finite gradients (torch 2.14.1)."""

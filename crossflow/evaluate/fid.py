@@ -23,7 +23,26 @@ def frechet(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     if min(len(feats_a), len(feats_b)) < 2:
         raise ValueError("FID needs at least two samples per set")
     a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
-    return float(frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)))
+    stats = (a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    try:
+        return float(frechet_distance(*stats))
+    except TypeError as e:           # clean-fid 0.1.35 passes disp= to scipy's sqrtm, which newer SciPy removed
+        if "disp" not in str(e):
+            raise
+        return _frechet_distance_new_scipy(*stats)
+
+
+def _frechet_distance_new_scipy(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """clean-fid's ``frechet_distance`` (same formula and the same eps retry) for SciPy without ``disp``
+    (found on a GPU machine with a newer SciPy; where clean-fid works this is never called)."""
+    from scipy import linalg
+    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    covmean = np.real(covmean)
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
 @torch.no_grad()
