@@ -19,10 +19,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
+OPENCV_DATA := /usr/share/doc/opencv-doc/examples/data
 
 .PHONY: all venv data test test-fast test-gpu gpu-check verify reproduce reproduce-t2i reproduce-table3 reproduce-table1 reproduce-fig3 \
         reproduce-table7 reproduce-evaluators reproduce-fig4 reproduce-table8 reproduce-table10 \
-        reproduce-sampler reproduce-precision bench lab clean-results
+        reproduce-sampler reproduce-precision reproduce-table6 bench lab clean-results
 
 all: reproduce
 
@@ -48,6 +49,12 @@ data:
 	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) || \
 	  echo "could not install dataset-fashion-mnist; see README (Data)"; \
 	fi
+	@if [ ! -d $(OPENCV_DATA) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian package opencv-doc (sample photographs for super-resolution)"; \
+	  (apt-get install -y -q opencv-doc >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q opencv-doc >/dev/null 2>&1)) || \
+	  echo "could not install opencv-doc; Table 6 needs it (README: Data)"; \
+	fi
 
 test: venv data
 	$(PY) -m pytest -q
@@ -71,7 +78,7 @@ gpu-check:
 	$(GPU_PYTHON) -m reproduce.gpu_check
 
 reproduce: reproduce-t2i reproduce-evaluators reproduce-table7 reproduce-fig4 reproduce-table8 reproduce-table10 \
-           reproduce-table3 reproduce-table1 reproduce-fig3 reproduce-sampler reproduce-precision
+           reproduce-table3 reproduce-table1 reproduce-fig3 reproduce-sampler reproduce-precision reproduce-table6
 	$(PY) -m reproduce.summary --profile $(PROFILE)
 
 reproduce-t2i: venv data
@@ -112,6 +119,9 @@ reproduce-sampler: venv data reproduce-t2i reproduce-evaluators
 
 reproduce-precision: venv data reproduce-evaluators
 	$(PY) -m reproduce.run precision --profile $(PROFILE)
+
+reproduce-table6: venv data
+	$(PY) -m reproduce.run table6 --profile $(PROFILE)
 
 # Speed against the hardware's own peak, measured in the same run (a few minutes; results/bench/)
 bench: venv

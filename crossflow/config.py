@@ -291,6 +291,12 @@ def _check_type(path: str, value, hint):
     return value
 
 
+def build_strict(cls, d: dict, prefix: str = ""):
+    """A frozen config dataclass ``cls`` from a nested dict: unknown keys refused (with a suggestion), every value
+    type-checked. Any task's config uses it (``Config`` through :func:`config_from_dict`)."""
+    return _build(cls, d, prefix)
+
+
 def _build(cls, d: dict, prefix: str = ""):
     if not isinstance(d, dict):
         raise ConfigError(f"config section '{prefix or cls.__name__}' must be a mapping, got {d!r}")

@@ -106,6 +106,15 @@ def sample_uncond(n: int, p: float, generator=None, device=None) -> torch.Tensor
 PHASES = ("joint", "ve", "flow")
 
 
+def flow_matching_loss(v_fn, z0: torch.Tensor, z1: torch.Tensor, ocfg, generator=None) -> torch.Tensor:
+    """L_FM for any source/target pair of one shape: t ~ logit-normal, z_t on the straight path from z0 to z1,
+    MSE between ``v_fn(z_t, t)`` and the path's velocity. ``ocfg`` needs t_mean, t_std and sigma_min. Every
+    task's objective is this function of (z0, z1, network); what differs is where z0 comes from."""
+    t = sample_t(z1.shape[0], ocfg.t_mean, ocfg.t_std, generator).to(z1.device)
+    z_t = interpolate(z0, z1, t, ocfg.sigma_min)
+    return F.mse_loss(v_fn(z_t, t).float(), target_velocity(z0, z1, ocfg.sigma_min).float())
+
+
 def compute_loss(model, batch: dict, ocfg, generator=None, phase: str = "joint") -> tuple[torch.Tensor, dict]:
     """L = L_FM + enc_weight * L_Enc + kl_weight * L_KL for one batch (docs/method.md section 4).
 
@@ -161,10 +170,7 @@ def compute_loss(model, batch: dict, ocfg, generator=None, phase: str = "joint")
         loss = ocfg.enc_weight * terms["enc"] + ocfg.kl_weight * terms.get("kl", 0.0)
         return loss, {k: v.detach() for k, v in terms.items()}
 
-    t = sample_t(B, ocfg.t_mean, ocfg.t_std, generator).to(dev)
-    z_t = interpolate(z0, z1_pair, t, ocfg.sigma_min)
-    v_pred = model.net(z_t, t, **net_kw)
-    terms["fm"] = F.mse_loss(v_pred.float(), target_velocity(z0, z1_pair, ocfg.sigma_min).float())
+    terms["fm"] = flow_matching_loss(lambda z, t: model.net(z, t, **net_kw), z0, z1_pair, ocfg, generator)
 
     loss = terms["fm"] + ocfg.enc_weight * terms.get("enc", 0.0) + ocfg.kl_weight * terms.get("kl", 0.0)
     return loss, {k: v.detach() for k, v in terms.items()}

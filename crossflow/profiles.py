@@ -30,6 +30,7 @@ class Profile:
     evaluators: Mapping[str, Any] = field(default_factory=dict)   # EvalConfig overrides
     compression: Mapping[str, Any] = field(default_factory=dict)  # CompressionConfig overrides (Table 10)
     fig3: Mapping[str, Any] = field(default_factory=dict)         # {"steps": int | None, "sizes": {name: overrides}}
+    sr: Mapping[str, Any] = field(default_factory=dict)           # super-resolution (crossflow.tasks.sr.SRConfig)
 
 
 # Figure 3's model sizes at tiny [open]: flow width/depth and the Text VE's width/depth grow together,
@@ -86,7 +87,10 @@ _PROFILES = {
         eval_sizes={"n_val": 24, "n_test": 32},
         evaluators=_SMOKE_EVALUATORS,
         compression={"steps": 20, "batch_size": 32},
-        fig3={"steps": None, "sizes": _SMOKE_FIG3_SIZES}),
+        fig3={"steps": None, "sizes": _SMOKE_FIG3_SIZES},
+        sr={"flow.width": 32, "flow.depth": 2, "flow.heads": 2, "train.steps": 20, "train.batch_size": 16,
+            "train.warmup_steps": 2, "train.log_every": 5, "train.ckpt_every": 10, "sample.steps": 4,
+            "data.test_patches_per_photo": 8, "features.steps": 30, "features.width": 8, "features.feat_dim": 16}),
     "tiny": Profile(
         "tiny", "the CPU default (2 cores) that makes the committed results/", "cpu",
         "several hours on 2 CPU cores for every artifact (README: measured per artifact)",
@@ -103,7 +107,8 @@ _PROFILES = {
         eval_sizes={"n_val": 100, "n_test": 400},
         evaluators={},                                # the EvalConfig defaults are the tiny evaluators
         compression={},                               # the CompressionConfig defaults are the tiny ones
-        fig3={"steps": 300, "sizes": _FIG3_TINY_SIZES}),
+        fig3={"steps": 300, "sizes": _FIG3_TINY_SIZES},
+        sr={}),                                       # the SRConfig defaults are the tiny super-resolution sizes
     "gpu": Profile(
         "gpu", "one 80 GB GPU: each artifact a real step up from tiny on the same 32x32 domain", "cuda",
         "estimated 1-3 GPU-hours of network compute for every artifact on one H100, plus data and evaluation "

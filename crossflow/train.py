@@ -38,6 +38,7 @@ from .progress import tqdm
 from .config import Config, config_from_dict, get_config, to_dict
 from .device import default_device, resolve_device
 from .models import CrossFlow
+from .tasks import get_task, task_of
 from .integrity import checked_write, load_checked, stored_checksum
 from .utils import REPO_ROOT, atomic_path, file_lock, record_provenance, remove_orphans, write_json
 
@@ -99,8 +100,9 @@ def load_model(run_dir_or_ckpt, ema: bool = True, map_location=None) -> tuple[Cr
     device = resolve_device(map_location)
     ckpt = read_checkpoint(path)
     record_provenance("checkpoints", str(path), stored_checksum(path))
-    cfg = config_from_dict(ckpt["config"])
-    model = CrossFlow(cfg, **ckpt["dims"])
+    task = get_task(ckpt["config"].get("task", "t2i")).impl()
+    cfg = task.config_from_dict(ckpt["config"])
+    model = task.model_from_dims(cfg, ckpt["dims"])
     model.load_state_dict(ckpt["ema" if ema else "model"])
     return model.to(device).eval(), cfg, ckpt
 
@@ -194,9 +196,9 @@ def _differences(a: dict, b: dict, prefix: str = "") -> dict:
 RESUMABLE_TRAIN_KEYS = ("steps", "tensorboard")
 
 
-def _without_steps(d: dict) -> dict:
+def _without_steps(d: dict, from_dict=config_from_dict) -> dict:
     """What must match to resume: everything but RESUMABLE_TRAIN_KEYS and the sampling settings."""
-    d = to_dict(config_from_dict(d))                      # fill fields added since the checkpoint was written
+    d = to_dict(from_dict(d))                             # fill fields added since the checkpoint was written
     return {**{k: v for k, v in d.items() if k != "sample"},
             "train": {k: v for k, v in d["train"].items() if k not in RESUMABLE_TRAIN_KEYS}}
 
@@ -292,10 +294,9 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
         raise ValueError("2-stage training (train.ve_pretrain_steps > 0) runs in one process only: its stages "
                          "train different parameter sets, which DistributedDataParallel does not allow")
     check_compile(tc, acc.device)                         # before anything is written
-    dims = {"text_dim": features.x.shape[-1], "n_tokens": features.x.shape[1]}
-
+    task = task_of(cfg).impl()                           # text-to-image, super-resolution, ... (crossflow.tasks)
     torch.manual_seed(tc.seed)                            # same initial weights on every process
-    model = CrossFlow(cfg, **dims)
+    model, dims = task.build_model(cfg, features)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     opt = build_optimizer(model.parameters(), tc)
     warm = max(1, tc.warmup_steps)
@@ -304,7 +305,7 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
     start, spent, ckpt_path, log_path = 0, 0.0, out_dir / CKPT, out_dir / "metrics.jsonl"
     if resume and ckpt_path.exists():
         ckpt = read_checkpoint(ckpt_path)
-        old, new = _without_steps(ckpt["config"]), _without_steps(to_dict(cfg))
+        old, new = (_without_steps(d, task.config_from_dict) for d in (ckpt["config"], to_dict(cfg)))
         if old != new:
             diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in _differences(old, new).items())
             raise ValueError(f"{ckpt_path} was written by a different config ({diff}; only train.steps and sample.* "

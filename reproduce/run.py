@@ -44,6 +44,7 @@ ARTIFACTS = {
     "fig3": ("notebooks/09_fig3_scaling.ipynb", "Figure 3: scaling with model size and training steps, both methods"),
     "sampler": ("notebooks/10_sampler.ipynb", "Solvers (Euler, midpoint, Heun) against NFE: fewest steps at Euler-50's quality"),
     "precision": ("notebooks/11_precision.ipynb", "The fast (bf16) training step against the committed fp32 step"),
+    "table6": ("notebooks/12_table6_superresolution.ipynb", "Table 6: 4x super-resolution on real photographs"),
 }
 
 

@@ -137,13 +137,17 @@ class FinalLayer(nn.Module):
 # ----------------------------------------------------------------------------------------------------------
 
 class FlowTransformer(nn.Module):
-    def __init__(self, cfg: FlowNetConfig, latent_shape: tuple[int, int, int], context_dim: int | None = None):
+    def __init__(self, cfg: FlowNetConfig, latent_shape: tuple[int, int, int], context_dim: int | None = None,
+                 cond_channels: int = 0):
         super().__init__()
         self.cfg, self.latent_shape = cfg, tuple(latent_shape)
         c, h, w = latent_shape
         p, width = cfg.patch_size, cfg.width
         self.grid = h // p
-        self.x_embed = nn.Conv2d(c, width, kernel_size=p, stride=p)
+        # cond_channels > 0: an image of the latent's size concatenated to z_t at the input (the noise + concat
+        # baseline of super-resolution); the output keeps the latent's c channels
+        self.cond_channels = cond_channels
+        self.x_embed = nn.Conv2d(c + cond_channels, width, kernel_size=p, stride=p)
         self.register_buffer("pos_embed", torch.zeros(1, self.grid * self.grid, width), persistent=False)
         self.t_embed = TimestepEmbedder(width)
         # indicator: 1 = conditional, 0 = unconditional [code, DiT]; the baseline has no indicator
@@ -189,9 +193,14 @@ class FlowTransformer(nn.Module):
         x = x.view(x.shape[0], g, g, p, p, c)
         return torch.einsum("nhwpqc->nchpwq", x).reshape(x.shape[0], c, g * p, g * p)
 
-    def forward(self, z_t, t, indicator=None, context=None, context_mask=None):
+    def forward(self, z_t, t, indicator=None, context=None, context_mask=None, cond=None):
         """z_t: (B, c, h, w); t: (B,) in [0, 1]; indicator: (B,) long, 1 = conditional (CrossFlow only);
-        context, context_mask: (B, n, d), (B, n) text tokens (baseline only). Returns v_pred (B, c, h, w)."""
+        context, context_mask: (B, n, d), (B, n) text tokens (baseline only); cond: (B, cond_channels, h, w)
+        concatenated to z_t (only when built with cond_channels). Returns v_pred (B, c, h, w)."""
+        if self.cond_channels:
+            if cond is None:
+                raise ValueError(f"this network was built with cond_channels={self.cond_channels}: pass `cond`")
+            z_t = torch.cat([z_t, cond.to(z_t.dtype)], dim=1)
         x = self.x_embed(z_t).flatten(2).transpose(1, 2) + self.pos_embed   # (B, T, width)
         c = self.t_embed(t)                                                  # (B, width)
         if self.indicator_embed is not None:
