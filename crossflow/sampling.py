@@ -46,6 +46,13 @@ def indicator_cfg(net, scale: float) -> VelocityFn:
     return v
 
 
+def unconditional(net) -> VelocityFn:
+    """Indicator 0 alone: the flow CrossFlow learned for the samples flagged unconditional (Figure 9)."""
+    def v(z, t):
+        return net(z, _t(z, t), indicator=torch.zeros(z.shape[0], dtype=torch.long, device=z.device))
+    return v
+
+
 def autoguidance(net_good, net_bad, scale: float) -> VelocityFn:
     """Autoguidance (Karras et al. 2024) with an under-trained checkpoint of the same model as the guide."""
     def v(z, t):
@@ -136,7 +143,8 @@ def solve(v: VelocityFn, z0: torch.Tensor, solver: str = "euler", steps: int = 5
 
 @torch.no_grad()
 def generate(model, x: torch.Tensor, mask: torch.Tensor, *, scale: float = 1.0, steps: int = 50,
-             solver: str = "euler", seed: int = 0, null_x=None, null_mask=None, guide=None):
+             solver: str = "euler", seed: int = 0, null_x=None, null_mask=None, guide=None,
+             indicator_zero: bool = False):
     """Text token states -> image latents z1. Returns (z1, nfe).
 
     CrossFlow: z0 = Text VE sample (the only randomness), then the ODE with indicator CFG (or autoguidance when
@@ -147,7 +155,8 @@ def generate(model, x: torch.Tensor, mask: torch.Tensor, *, scale: float = 1.0, 
     x, mask = x.to(module_device(model)), mask.to(module_device(model))
     if model.text_ve is not None:
         z0 = model.text_ve.encode(x, mask, g)[0]
-        return generate_from_z0(model, z0, scale=scale, steps=steps, solver=solver, guide=guide)
+        return generate_from_z0(model, z0, scale=scale, steps=steps, solver=solver, guide=guide,
+                                indicator_zero=indicator_zero)
     z0 = randn((x.shape[0], *model.net.latent_shape), g, x.device)
     null_x, null_mask = null_x.to(x.device), null_mask.to(x.device)
     v = text_cfg(model.net, x, mask, null_x, null_mask, scale)
@@ -157,13 +166,15 @@ def generate(model, x: torch.Tensor, mask: torch.Tensor, *, scale: float = 1.0, 
 
 @torch.no_grad()
 def generate_from_z0(model, z0: torch.Tensor, *, scale: float = 1.0, steps: int = 50, solver: str = "euler",
-                     guide=None):
+                     guide=None, indicator_zero: bool = False):
     """Integrate CrossFlow's ODE from given text latents z0 (interpolations, arithmetic). Returns (z1, nfe).
 
     Runs on the model's device (z0 and the guide are moved there); z1 stays on it."""
     model.eval()
     z0 = z0.to(module_device(model))
-    if guide is not None:
+    if indicator_zero:                                       # unconditional: no guidance (one pass)
+        v, scale = unconditional(model.net), 1.0
+    elif guide is not None:
         v = autoguidance(model.net, guide.to(z0.device).eval().net, scale)
     else:
         v = indicator_cfg(model.net, scale)

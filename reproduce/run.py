@@ -45,6 +45,7 @@ ARTIFACTS = {
     "sampler": ("notebooks/10_sampler.ipynb", "Solvers (Euler, midpoint, Heun) against NFE: fewest steps at Euler-50's quality"),
     "precision": ("notebooks/11_precision.ipynb", "The fast (bf16) training step against the committed fp32 step"),
     "table6": ("notebooks/12_table6_superresolution.ipynb", "Table 6: 4x super-resolution on real photographs"),
+    "fig9": ("notebooks/13_fig9_guidance.ipynb", "Figure 9: indicator-0 samples, CFG scales and autoguidance"),
 }
 
 

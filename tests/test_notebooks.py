@@ -24,6 +24,8 @@ FIGURES = {
     "fig3": ("fig3.png",),
     "sampler": ("sampler_nfe.png",),
     "precision": ("loss_curves.png", "total_loss_curves.png"),
+    "table6": ("crops.png", "psnr_per_photo.png"),
+    "fig9": ("unconditional.png", "guidance_curves.png", "guidance_grid.png"),
 }
 CHECKS = {
     "t2i": lambda m: m["train_steps"] == 20 and m["n_heldout_prompts"] > 0 and m["flow_params"] > 0,
@@ -45,6 +47,12 @@ CHECKS = {
     and all(r["nfe"] in (4, 50) for r in m["grid"]) and isinstance(m["verdict"], str),
     "precision": lambda m: len(m["runs"]) == 3 and all(len(r["history"]) > 0 for r in m["runs"].values())
     and set(m["verdict"]["checks"]) == {"fm", "fid", "geneval"},
+    "table6": lambda m: set(m["runs"]) == {"crossflow", "noise_concat", "regression"}
+    and all(len(r) == 2 and all(10 < x["psnr"] < 60 and 0 < x["ssim"] <= 1 for x in r) for r in m["runs"].values())
+    and m["verdict"]["verdict"] in ("holds", "fails", "not shown") and 10 < m["bicubic"]["psnr"] < 60,
+    "fig9": lambda m: len(m["rows"]) == 7 + 3 and all(r["fid"] > 0 and 0 <= r["geneval"] <= 1 for r in m["rows"])
+    and m["verdicts"]["indicator0_plausible"]["verdict"] in ("holds", "fails")
+    and m["verdicts"]["cfg_beats_ag"]["verdict"] in ("holds", "fails", "mixed"),
 }
 
 # smaller grids than the notebooks' defaults, so that the smoke runs take seconds
@@ -80,7 +88,7 @@ def test_notebook_hygiene(path):
 @pytest.mark.parametrize("artifact", sorted(ARTIFACTS))
 def test_notebook_runs_in_smoke_profile(artifact, tmp_path):
     out = tmp_path / artifact
-    folders = {"run_dir": str(tmp_path / "run"), "runs_dir": str(tmp_path / "runs")}
+    folders = {"run_dir": str(tmp_path / "run"), "runs_dir": str(tmp_path / "runs"), "guide_dir": str(tmp_path / "guide")}
     params = {k: v for k, v in folders.items() if k in notebook_parameters(ROOT / ARTIFACTS[artifact][0])}
     params.update(SMOKE_PARAMS.get(artifact, {}))
     run(artifact, profile="smoke", out=str(out), params=params)
