@@ -23,7 +23,7 @@ OPENCV_DATA := /usr/share/doc/opencv-doc/examples/data
 
 .PHONY: all venv data test test-fast test-gpu gpu-check verify reproduce reproduce-t2i reproduce-table3 reproduce-table1 reproduce-fig3 \
         reproduce-table7 reproduce-evaluators reproduce-fig4 reproduce-table8 reproduce-table10 \
-        reproduce-sampler reproduce-precision reproduce-table6 bench lab clean-results
+        reproduce-sampler reproduce-precision reproduce-table6 reproduce-fig9 bench lab clean-results
 
 all: reproduce
 
@@ -78,7 +78,7 @@ gpu-check:
 	$(GPU_PYTHON) -m reproduce.gpu_check
 
 reproduce: reproduce-t2i reproduce-evaluators reproduce-table7 reproduce-fig4 reproduce-table8 reproduce-table10 \
-           reproduce-table3 reproduce-table1 reproduce-fig3 reproduce-sampler reproduce-precision reproduce-table6
+           reproduce-table3 reproduce-table1 reproduce-fig3 reproduce-sampler reproduce-precision reproduce-table6 reproduce-fig9
 	$(PY) -m reproduce.summary --profile $(PROFILE)
 
 reproduce-t2i: venv data
@@ -122,6 +122,9 @@ reproduce-precision: venv data reproduce-evaluators
 
 reproduce-table6: venv data
 	$(PY) -m reproduce.run table6 --profile $(PROFILE)
+
+reproduce-fig9: venv data reproduce-t2i reproduce-evaluators
+	$(PY) -m reproduce.run fig9 --profile $(PROFILE)
 
 # Speed against the hardware's own peak, measured in the same run (a few minutes; results/bench/)
 bench: venv
