@@ -8,6 +8,7 @@
 #   make verify ARTIFACT=table7   re-derive a committed artifact from nothing and compare its numbers
 #   make bench             training/sampling speed vs the matrix-product peak measured in the same run
 #   make lab               JupyterLab on the project's kernel
+#   make demo PROMPTS="a red bag; two white sandals"   images from the committed tiny model, judged (~1 min)
 
 PYTHON ?= python3
 # OpenMP threads wait passively: with the default spinning, a 2-thread job slows down several-fold whenever the other
@@ -23,7 +24,7 @@ OPENCV_DATA := /usr/share/doc/opencv-doc/examples/data
 
 .PHONY: all venv data test test-fast test-gpu gpu-check verify reproduce reproduce-t2i reproduce-table3 reproduce-table1 reproduce-fig3 \
         reproduce-table7 reproduce-evaluators reproduce-fig4 reproduce-table8 reproduce-table10 \
-        reproduce-sampler reproduce-precision reproduce-table6 reproduce-fig9 bench lab clean-results
+        reproduce-sampler reproduce-precision reproduce-table6 reproduce-fig9 demo bench lab clean-results
 
 all: reproduce
 
@@ -119,6 +120,11 @@ reproduce-sampler: venv data reproduce-t2i reproduce-evaluators
 
 reproduce-precision: venv data reproduce-evaluators
 	$(PY) -m reproduce.run precision --profile $(PROFILE)
+
+# Images for your prompts from the committed tiny model, with the judge's reading (no training; ~1 min)
+PROMPTS ?=
+demo: venv
+	$(PY) -m reproduce.demo --prompts "$(PROMPTS)"
 
 reproduce-table6: venv data
 	$(PY) -m reproduce.run table6 --profile $(PROFILE)

@@ -48,9 +48,15 @@ def resolve_text_model(name: str) -> str:
 class FrozenTextEncoder:
     """Tokenizer + encoder in eval mode, no gradients. ``encode(captions) -> (x, mask)``."""
 
-    def __init__(self, cfg: TextConfig, device=None):
+    def __init__(self, cfg: TextConfig, device=None, tokenizer=None, model=None):
+        """Loads ``cfg.model``; or wraps an already loaded ``tokenizer`` and ``model`` (a pipeline's components)."""
         from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModel, T5EncoderModel
         self.cfg, self.device = cfg, resolve_device(device)
+        if tokenizer is not None and model is not None:
+            self.tokenizer, self.model = tokenizer, model.float().to(self.device).eval().requires_grad_(False)
+            self.static = cfg.model == "minilm-static"
+            self.dim = self.model.config.hidden_size
+            return
         path = resolve_text_model(cfg.model)
         try:
             model_type = AutoConfig.from_pretrained(path).model_type
