@@ -71,6 +71,10 @@ class Evaluators:
         s = self.clip_scores(images, captions)
         return {"mean": float(s.mean()), "std": float(s.std()), "n": len(s)}
 
+    def item_share(self, images) -> float:
+        """The share of grid cells the judge reads as an item (not empty): Figure 9's plausibility reading."""
+        return float((read_images(self.judge, images, self.cfg.data).cls >= 0).mean())
+
     def features(self, images) -> np.ndarray:
         if self.ecfg.fid_backend == "inception":
             return inception_features(images, device=self.device)

@@ -441,6 +441,12 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan
 
 
+def format_mean_std(values: list[float], fmt: str = "{:.3f}") -> str:
+    """"mean ± sd" over seeds (just the mean for one seed)."""
+    m, s = mean_std(values)
+    return fmt.format(m) + ("" if math.isnan(s) else " ± " + fmt.format(s))
+
+
 def crops_figure(test: SRTestSet, rows: dict[str, torch.Tensor], index: list[int], title: str = ""):
     """One column per method (LR, bicubic, each method, HR), one row per chosen test patch."""
     import matplotlib.pyplot as plt
