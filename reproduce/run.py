@@ -186,6 +186,8 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
     failed = out_dir.with_name(f".{out_dir.name}.failed")
     t0 = time.time()
+    # the 1-minute load average before the run starts: what else was running (README's idle / under load columns)
+    load_at_start = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     executed = scratch / Path(nb_rel).name
     tqdm_before = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"                      # the kernel inherits it: no progress-bar lines in results/
@@ -215,7 +217,8 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     # measurement of the full run must stay on record
     old = json.loads(stamp.read_text()) if stamp.exists() else {}
     history = old.get("history") or ([{k: old[k] for k in ("hash", "wall_seconds") if k in old}] if old else [])
-    history.append({"hash": digest, "wall_seconds": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    history.append({"hash": digest, "wall_seconds": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "load_at_start": load_at_start, "cpus": os.cpu_count()})
     write_json(scratch / "inputs.json", {"hash": digest, "params": params, "wall_seconds": round(wall, 1),
                                          "notebook": nb_rel, "history": history[-20:]})
     os.chmod(scratch, 0o755)                              # mkdtemp makes it 0700
