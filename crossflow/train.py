@@ -125,6 +125,82 @@ def _step_generator(seed: int, step: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step) * 97 + int(stream))
 
 
+# ----------------------------------------------------------------------------------------------------------
+# The pieces of one training step: train() runs them, and so do TrainStep (benchmarks) and make bench
+# ----------------------------------------------------------------------------------------------------------
+
+def forward_loss(model, batch: dict, tc, step: int, stream: int, phase: str, amp: dict):
+    """The loss of one (micro-)batch: dropout seeded by (seed, step, stream), the step's generator for the
+    objective's draws, under the recipe's autocast. Returns (loss, terms)."""
+    torch.manual_seed(tc.seed * 1_000_003 + step * 97 + stream)   # dropout
+    with torch.autocast(**amp):
+        return model(batch, _step_generator(tc.seed, step, stream), phase)
+
+
+def ema_decay(step: int, tc) -> float:
+    """The EMA decay after ``step`` ([open] warm-up: min(ema_decay, (1 + t) / (10 + t)))."""
+    return min(tc.ema_decay, (1 + step) / (10 + step)) if tc.ema_warmup else tc.ema_decay
+
+
+def update_ema(ema_params: list, raw_params: list, decay: float) -> None:
+    """EMA of all weights in one call (bit-identical to the per-parameter loop)."""
+    with torch.no_grad():
+        torch._foreach_lerp_(ema_params, raw_params, 1 - decay)
+
+
+def autocast_args(device, tc) -> dict:
+    return {"device_type": torch.device(device).type, "dtype": torch.bfloat16, "enabled": tc.mixed_precision == "bf16"}
+
+
+class TrainStep:
+    """One step of :func:`train` in one process, for timing it (``make bench``, Table 1's cost ratios): the same
+    model construction (through the task), optimizer, forward_loss, gradient clipping, AdamW step and EMA update,
+    without the run folder, logging or checkpoints. ``step()`` draws its batch like train() does."""
+
+    def __init__(self, cfg, features, device, seed: int | None = None):
+        tc = cfg.train
+        check_compile(tc, device)
+        self.cfg, self.tc, self.device = cfg, tc, torch.device(device)
+        self.feats = features.to_device(self.device) if hasattr(features, "to_device") else features
+        torch.manual_seed(tc.seed if seed is None else seed)
+        self.model = task_of(cfg).impl().build_model(cfg, features)[0].to(self.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
+        self.opt = build_optimizer(self.model.parameters(), tc)
+        self.sched = build_scheduler(self.opt, tc)
+        if tc.compile:
+            self.model.net.compile()
+        self.ema_params = list(self.ema.parameters())
+        self.raw_params = [p.detach() for p in self.model.parameters()]
+        self.amp = autocast_args(self.device, tc)
+        self.step_i = 0
+
+    def batch(self) -> dict:
+        return self.feats.batch(_step_generator(self.tc.seed, self.step_i, 0), self.tc.batch_size)
+
+    def forward_backward(self, batch: dict):
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        loss, _ = forward_loss(self.model, batch, self.tc, self.step_i, 1, "joint", self.amp)
+        loss.backward()
+        return loss
+
+    def optimizer(self) -> None:
+        if self.tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+        self.opt.step()
+        self.sched.step()
+
+    def ema_update(self) -> None:
+        update_ema(self.ema_params, self.raw_params, ema_decay(self.step_i, self.tc))
+
+    def step(self):
+        loss = self.forward_backward(self.batch())
+        self.optimizer()
+        self.ema_update()
+        self.step_i += 1
+        return loss
+
+
 def _accelerator():
     """accelerate's Accelerator on crossflow's device (a launcher's environment decides under accelerate launch /
     torchrun). Mixed precision stays ours (``train.mixed_precision``, autocast in the loop), so the config alone
@@ -228,6 +304,12 @@ def build_optimizer(params, tc) -> torch.optim.AdamW:
                              fused=True if tc.fused_optimizer else None)
 
 
+def build_scheduler(opt, tc) -> torch.optim.lr_scheduler.LambdaLR:
+    """[paper] linear warm-up over train.warmup_steps, then constant."""
+    warm = max(1, tc.warmup_steps)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+
+
 def check_compile(tc, device) -> None:
     """Refuse ``train.compile`` with bf16 on a CPU (non-finite gradients with this torch's inductor)."""
     if tc.compile and tc.mixed_precision == "bf16" and torch.device(device).type == "cpu":
@@ -278,7 +360,7 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
     # Mixed precision is applied by our own autocast (below), not by the Accelerator, so that runs with different
     # configs can follow each other in one process (accelerate's state is a process-wide singleton).
     acc = accelerator or _accelerator()
-    amp = {"device_type": acc.device.type, "dtype": torch.bfloat16, "enabled": tc.mixed_precision == "bf16"}
+    amp = autocast_args(acc.device, tc)
     rank, world, accum = acc.process_index, acc.num_processes, tc.grad_accum
     if tc.batch_size % (world * accum):
         raise ValueError(f"train.batch_size={tc.batch_size} is not divisible by the {world} processes x "
@@ -299,8 +381,7 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
     model, dims = task.build_model(cfg, features)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     opt = build_optimizer(model.parameters(), tc)
-    warm = max(1, tc.warmup_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))   # [paper] warm-up, then constant
+    sched = build_scheduler(opt, tc)
 
     start, spent, ckpt_path, log_path = 0, 0.0, out_dir / CKPT, out_dir / "metrics.jsonl"
     if resume and ckpt_path.exists():
@@ -356,9 +437,7 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
         for micro in range(accum):
             mb = batch if accum == 1 else _micro_batch(batch, slice(micro * micro_bs, (micro + 1) * micro_bs))
             stream = 1 + rank + world * micro                # micro-batch 0 draws what a step without accumulation draws
-            torch.manual_seed(tc.seed * 1_000_003 + step * 97 + stream)   # dropout
-            with torch.autocast(**amp):
-                loss, terms = model(mb, _step_generator(tc.seed, step, stream), phase)
+            loss, terms = forward_loss(model, mb, tc, step, stream, phase, amp)
             watch.see(loss, terms, step)
             if check_each_step:                           # before backward: nothing of this step is applied
                 watch.check(out_dir / CKPT)
@@ -376,9 +455,7 @@ def _train(cfg: Config, features, out_dir, *, resume: bool, stop_at: int | None,
             acc.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
         sched.step()
-        decay = min(tc.ema_decay, (1 + step) / (10 + step)) if tc.ema_warmup else tc.ema_decay
-        with torch.no_grad():                             # EMA of all weights (Text VE, net, towers), one call
-            torch._foreach_lerp_(ema_params, raw_params, 1 - decay)
+        update_ema(ema_params, raw_params, ema_decay(step, tc))   # all weights (Text VE, net, towers)
 
         done = step + 1
         log_now = done % tc.log_every == 0 or done == end

@@ -26,7 +26,6 @@ measured minutes apart move less. This is a benchmark, not a test: nothing here 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -154,54 +153,11 @@ def train_flops_per_sample(cfg, feats) -> float:
     return fc.get_total_flops() / cfg.train.batch_size
 
 
-class Stepper:
-    """One training step of ``crossflow.train`` (the same calls in the same order) on a synthetic batch."""
-
-    def __init__(self, cfg, feats, device):
-        import torch
-        from crossflow.models import CrossFlow
-        from crossflow.train import build_optimizer, check_compile
-        tc = cfg.train
-        check_compile(tc, device)
-        torch.manual_seed(0)
-        self.cfg, self.device, self.feats = cfg, device, feats.to_device(device)
-        self.model = CrossFlow(cfg, TEXT_DIM, cfg.text.max_length).to(device)
-        self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        self.opt = build_optimizer(self.model.parameters(), tc)
-        if tc.compile:
-            self.model.net.compile()
-        self.ema_params = list(self.ema.parameters())
-        self.raw_params = [p.detach() for p in self.model.parameters()]
-        self.amp = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": tc.mixed_precision == "bf16"}
-        self.step_i = 0
-
-    def batch(self):
-        import torch
-        g = torch.Generator().manual_seed(self.step_i)
-        return self.feats.batch(g, self.cfg.train.batch_size)
-
-    def forward_backward(self, batch):
-        import torch
-        self.opt.zero_grad(set_to_none=True)
-        with torch.autocast(**self.amp):
-            loss, _ = self.model(batch, torch.Generator().manual_seed(self.step_i))
-        loss.backward()
-
-    def optimizer(self):
-        import torch
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
-        self.opt.step()
-
-    def ema_update(self):
-        import torch
-        with torch.no_grad():
-            torch._foreach_lerp_(self.ema_params, self.raw_params, 1e-3)
-
-    def step(self):
-        self.forward_backward(self.batch())
-        self.optimizer()
-        self.ema_update()
-        self.step_i += 1
+def Stepper(cfg, feats, device):
+    """One training step exactly as ``crossflow.train.train`` runs it (its forward_loss, clipping, AdamW and EMA
+    functions), on a synthetic batch: ``crossflow.train.TrainStep``."""
+    from crossflow.train import TrainStep
+    return TrainStep(cfg, feats, device)
 
 
 def _split(stepper, reps: int, device) -> dict:

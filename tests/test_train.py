@@ -371,3 +371,14 @@ def test_tensorboard_logging_is_optional_and_may_change_on_resume(smoke_cfg, smo
     assert events and events[0].stat().st_size > 0
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [5, 10]
+
+
+def test_train_step_used_by_benchmarks_is_trains_step(smoke_cfg, smoke_features, tmp_path):
+    """Issue 14: make bench and Table 1's cost ratios time crossflow.train.TrainStep, which runs train()'s own step
+    functions: two of its steps give train()'s weights after two steps, bit for bit."""
+    from crossflow.train import TrainStep
+    cfg = smoke_cfg.replace({"train.steps": 2, "train.log_every": 1, "train.ckpt_every": 2})
+    result = train(cfg, smoke_features, tmp_path, progress=False)
+    st = TrainStep(cfg, smoke_features, "cpu")
+    st.step(), st.step()
+    assert _same_weights(st.model, result.raw_model) and _same_weights(st.ema, result.model)

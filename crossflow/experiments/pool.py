@@ -1,0 +1,145 @@
+"""Jobs and the job pool: one row of a table at one seed, run once in one-thread worker processes and
+reused when its result.json holds the same spec (crossflow.experiments)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..config import Config, config_from_dict, to_dict
+from ..device import ENV_VAR as DEVICE_ENV
+from ..device import default_device
+from ..progress import tqdm
+from ..utils import stable_hash
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Jobs
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Guidance:
+    """One way to sample: ``kind`` "none" | "indicator" (CrossFlow CFG) | "text" (the baseline's null-text CFG) |
+    "autoguidance" (an under-trained checkpoint at ``guide_fraction`` of training is the weak guide)."""
+    kind: str = "none"
+    scale: float = 1.0
+    guide_fraction: float | None = None
+
+    @property
+    def label(self) -> str:
+        if self.kind == "none":
+            return "none"
+        g = f", guide at {self.guide_fraction:g} of training" if self.kind == "autoguidance" else ""
+        return f"{self.kind} {self.scale:g}{g}"
+
+
+@dataclass(frozen=True)
+class Job:
+    row: str                           # the table row, e.g. "a/deterministic"
+    config: dict                       # to_dict(Config)
+    seed: int
+    run_dir: str
+    guidance: tuple = (Guidance(),)    # settings grid-searched on the validation set (one = no search)
+    eval_at: tuple = ()                # extra steps at which the (EMA) model is also evaluated on the test set
+    geneval: bool = False              # also GenEval-domain on the prompt suite (chosen guidance)
+    eval_text: dict = field(default_factory=dict)   # TextConfig of the evaluators (the CLIP score's LM)
+
+    @property
+    def cfg(self) -> Config:
+        return config_from_dict(self.config)
+
+    @property
+    def eval_cfg(self) -> Config:
+        """The config the evaluators are built from: the job's, with the evaluators' text encoder."""
+        cfg = self.cfg
+        return cfg.replace({f"text.{k}": v for k, v in self.eval_text.items()}) if self.eval_text else cfg
+
+    def spec_hash(self) -> str:
+        return stable_hash({k: v for k, v in asdict(self).items() if k != "run_dir"})
+
+
+def make_job(row: str, cfg: Config, seed: int, root, guidance: Sequence[Guidance] = (Guidance(),),
+             eval_at: Sequence[int] = (), geneval: bool = False, eval_cfg: Config | None = None) -> Job:
+    """A job for ``cfg`` at training seed ``seed`` (``train.seed`` is replaced), run in ``root/<row>-s<seed>``."""
+    cfg = cfg.replace({"train.seed": int(seed)})
+    name = row.replace("/", "_").replace(" ", "_")
+    return Job(row, to_dict(cfg), int(seed), str(Path(root) / f"{name}-s{seed}"), tuple(guidance),
+               tuple(int(s) for s in eval_at), geneval, asdict((eval_cfg or cfg).text))
+
+
+def _init_worker(gpus=None):
+    """A worker process: one thread; with ``gpus`` (a queue of GPU indices) it takes one GPU for its lifetime."""
+    if gpus is not None:                                 # before CUDA is initialised in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())
+        os.environ[DEVICE_ENV] = "cuda"
+    torch.set_num_threads(1)
+    os.environ["TQDM_DISABLE"] = "1"                     # the parent shows one bar over jobs
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+
+
+def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = False) -> list[dict]:
+    """Run every job (results in the order given). ``workers`` > 1: that many one-thread processes on the CPU;
+    on CUDA (crossflow.device.default_device()) one worker per visible GPU instead, whatever ``workers`` says.
+
+    Finished jobs (``result.json`` with the same spec) are read back, not rerun; interrupted ones resume
+    from their last checkpoint. ``log``: a file path that gets one line per finished job (tail -f it)."""
+    from .protocol import _CACHE, _features, run_job
+    todo = [j for j in jobs if force or load_result(j) is None]
+    from ..evaluate import load_evaluators
+    for j in todo:                                       # warm the caches once here, not in every worker
+        _features(j.cfg)
+    for text in {json.dumps(j.eval_text, sort_keys=True) for j in todo}:
+        j = next(j for j in todo if json.dumps(j.eval_text, sort_keys=True) == text)
+        load_evaluators(j.eval_cfg, progress=False)
+    _CACHE.clear()
+    done: dict[str, dict] = {}
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="jobs")
+
+    def finish(job, res):
+        done[job.run_dir] = res
+        bar.update(1)
+        if log:
+            with open(log, "a") as f:
+                f.write(f"{time.strftime('%H:%M:%S')} {job.row} seed {job.seed}: "
+                        f"{json.dumps(res['test'], default=float)} ({res['seconds']:.0f} s)\n")
+
+    ctx, gpus = get_context("spawn"), None
+    if default_device().type == "cuda":
+        workers = torch.cuda.device_count()
+        gpus = ctx.Queue()
+        for i in range(workers):
+            gpus.put(i)
+    if workers <= 1 or len(todo) <= 1:
+        for job in todo:
+            finish(job, run_job(job, force=force))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(gpus,)) as pool:
+            futures = {pool.submit(run_job, job, force): job for job in todo}
+            for fut in as_completed(futures):
+                job = futures[fut]
+                try:
+                    finish(job, fut.result())
+                except Exception as e:
+                    raise RuntimeError(f"job {job.row} (seed {job.seed}, {job.run_dir}) failed: {e}") from e
+    bar.close()
+    return [done.get(j.run_dir) or load_result(j) for j in jobs]
+
+
+def load_result(job: Job) -> dict | None:
+    path = Path(job.run_dir) / "result.json"
+    if not path.exists():
+        return None
+    try:
+        res = json.loads(path.read_text())
+    except ValueError:                                   # truncated: the job is evaluated again
+        return None
+    return res if res.get("spec_hash") == job.spec_hash() else None
+
