@@ -36,8 +36,9 @@ def environment_info() -> dict:
             "code_version": code_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def write_metrics(out_dir, metrics: dict, cfg: Config | None = None, **extra) -> Path:
-    """Write ``out_dir/metrics.json``: the numbers, the profile that made them, the config and environment."""
+def write_metrics(out_dir, metrics: dict, cfg=None, **extra) -> Path:
+    """Write ``out_dir/metrics.json``: the numbers, the profile that made them, the config (any task's config
+    dataclass: text-to-image's Config, super-resolution's SRConfig, ...) and environment."""
     out_dir = Path(out_dir)
     from .utils import PROVENANCE
     body = {"profile": cfg.profile if cfg else None, "metrics": metrics, **extra,
