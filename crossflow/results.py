@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .config import Config, to_dict  # noqa: E402
+from .config import to_dict  # noqa: E402
 from .utils import atomic_path, write_json  # noqa: E402
 
 PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "clean-fid", "papermill")

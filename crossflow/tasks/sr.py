@@ -488,7 +488,7 @@ def train_runs(cfgs: dict[str, SRConfig], root, workers: int = 2) -> dict[str, P
     from multiprocessing import get_context
     from pathlib import Path
 
-    from ..experiments import _init_worker
+    from ..experiments.pool import _init_worker
     from ..progress import tqdm
     from ..train import CKPT, read_checkpoint
     root = Path(root)
