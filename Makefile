@@ -8,7 +8,7 @@
 #   make verify ARTIFACT=table7   re-derive a committed artifact from nothing and compare its numbers
 #   make bench             training/sampling speed vs the matrix-product peak measured in the same run
 #   make lab               JupyterLab on the project's kernel
-#   make demo PROMPTS="a red bag; two white sandals"   images from the committed tiny model, judged (~1 min)
+#   make demo PROMPTS="a red bag; two white sandals"   images from the committed tiny model, judged (seconds)
 
 PYTHON ?= python3
 # OpenMP threads wait passively: with the default spinning, a 2-thread job slows down several-fold whenever the other
@@ -121,7 +121,7 @@ reproduce-sampler: venv data reproduce-t2i reproduce-evaluators
 reproduce-precision: venv data reproduce-evaluators
 	$(PY) -m reproduce.run precision --profile $(PROFILE)
 
-# Images for your prompts from the committed tiny model, with the judge's reading (no training; ~1 min)
+# Images for your prompts from the committed tiny model, with the judge's reading (no training; seconds)
 PROMPTS ?=
 demo: venv
 	$(PY) -m reproduce.demo --prompts "$(PROMPTS)"

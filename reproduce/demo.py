@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -172,7 +173,15 @@ def main(argv=None) -> int:
         export(Path(a.export))
         return 0
     prompts = [p.strip() for p in a.prompts.split(";") if p.strip()] or EXAMPLES
-    run(prompts, Path(a.out), a.steps, a.scale, a.seed)
+    before = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"                     # seconds of work: no progress-bar lines in the output
+    try:
+        run(prompts, Path(a.out), a.steps, a.scale, a.seed)
+    finally:
+        if before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = before
     return 0
 
 
