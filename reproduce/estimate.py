@@ -121,7 +121,55 @@ def artifact_flops(profile: str) -> dict[str, dict]:
             sample += _sample(c, imgs)
     out["fig3"] = {"train": train, "sample": sample,
                    "what": f"{len(plan)} sizes x 2 methods x {seeds} seeds, {steps} steps"}
+
+    gen_images = ev.n_prompts * ev.samples_per_prompt                 # GenEval-domain images per setting
+    nb = notebook_parameters("sampler")
+    n_fid = min(nb["n_fid"], ev.fid_samples)
+    evals = sum(nb["nfes"]) * len(nb["solvers"]) + 50 * (len(nb["seeds"]) - 1) + 4 * (len(nb["seeds"]) - 1)
+    out["sampler"] = {"train": 0.0, "sample": 2 * evals * (n_fid + gen_images) * flops(main)[1],
+                      "what": f"{len(nb['solvers'])} solvers x {len(nb['nfes'])} NFEs + Euler-50 seeds, "
+                              f"{n_fid + gen_images} images each"}
+    nb = notebook_parameters("precision")
+    short = main.replace({"train.steps": nb["steps"]})
+    n_fid = min(nb["n_fid"], ev.fid_samples)
+    runs = len(nb["seeds"]) + 1
+    out["precision"] = {"train": _train(short, runs), "sample": _sample(main, runs * (n_fid + gen_images)),
+                        "what": f"{runs} runs x {nb['steps']} steps"}
+    from crossflow.tasks import sr
+    nb = notebook_parameters("table6")
+    scfg = sr.get_sr_config(profile)
+    sr_train, sr_forward = _sr_flops(scfg)
+    seeds, n_test = len(nb["seeds"]), 6 * scfg.data.test_patches_per_photo
+    out["table6"] = {"train": 3 * seeds * scfg.train.steps * scfg.train.batch_size * sr_train,
+                     "sample": seeds * n_test * (2 * scfg.sample.steps + 1) * sr_forward,
+                     "what": f"3 methods x {seeds} seeds, {scfg.train.steps} steps x batch {scfg.train.batch_size}"}
+    nb = notebook_parameters("fig9")
+    from crossflow.profiles import FAST_SAMPLER
+    n_fid = min(nb["n_fid"], ev.fid_samples)
+    settings = len(nb["cfg_scales"]) + len(nb["ag_scales"])
+    fast = main.replace(dict(FAST_SAMPLER))
+    out["fig9"] = {"train": nb["guide_fraction"] * _train(main),
+                   # midpoint: 2 evaluations per step; + indicator-0 and scale-1 sets (one pass each)
+                   "sample": 2 * _sample(fast, settings * (n_fid + gen_images)) + 2 * _sample(fast, 2 * n_fid, False),
+                   "what": f"the guide ({nb['guide_fraction']:g} of the main run) + {settings} guidance settings"}
     return out
+
+
+def _sr_flops(cfg, batch: int = 4) -> tuple[float, float]:
+    """(training FLOPs per sample, one flow-network forward per sample) of a super-resolution config."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from crossflow.tasks.sr import SRModel
+    torch.manual_seed(0)
+    model = SRModel(cfg.replace({"method": "noise_concat"}))          # the widest input of the three
+    P, s = cfg.data.patch, cfg.data.scale
+    b = {"hr": torch.rand(batch, 3, P, P), "lr": torch.rand(batch, 3, P // s, P // s)}
+    with FlopCounterMode(display=False) as fc:
+        loss, _ = model(b, torch.Generator().manual_seed(0))
+        loss.backward()
+    train = fc.get_total_flops() / batch
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model.net(torch.rand(batch, 3, P, P), torch.full((batch,), 0.5), cond=torch.rand(batch, 3, P, P))
+    return train, fc.get_total_flops() / batch
 
 
 def measured_tflops(profile_report: Path = ROOT / "results" / "gpu-check" / "report.json") -> dict | None:
