@@ -111,8 +111,8 @@ _PROFILES = {
         sr={}),                                       # the SRConfig defaults are the tiny super-resolution sizes
     "gpu": Profile(
         "gpu", "one 80 GB GPU: each artifact a real step up from tiny on the same 32x32 domain", "cuda",
-        "estimated 1-3 GPU-hours of network compute for every artifact on one H100, plus data and evaluation "
-        "overhead (results/estimate-gpu/estimate.md: per artifact, and how it was estimated)",
+        "estimated 3.9 GPU-hours of network compute for every artifact on one H100 at the rate make gpu-check "
+        "measured, plus data and evaluation overhead (results/estimate-gpu/estimate.md: per artifact, and how)",
         # [open] 5x the scenes, a 4x wider autoencoder, a ~35M-parameter flow network (width 384, depth 12)
         # and a 3M-parameter Text VE, batch 256 for 40K steps in bf16 (the paper's precision).
         config={"data.num_train": 60000, "data.num_test": 5000,
