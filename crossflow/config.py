@@ -199,10 +199,7 @@ class Config:
         """Return a copy with dotted overrides applied, e.g. ``cfg.replace({"train.steps": 10})``.
 
         A section given as a dict (``{"train": {"steps": 10}}``) is merged into the section, never replaces it."""
-        d = to_dict(self)
-        for key, value in {**_check_overrides(overrides), **kw}.items():
-            _set_dotted(d, key, value)
-        return config_from_dict(d)
+        return with_overrides(self, {**_check_overrides(overrides), **kw}, config_from_dict)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -289,6 +286,14 @@ def _check_type(path: str, value, hint):
             raise ConfigError(f"config key '{path}' expects a string, got {type(value).__name__} {value!r}")
         return value
     return value
+
+
+def with_overrides(cfg, overrides: dict | None, from_dict):
+    """A copy of any task's frozen config with dotted overrides applied, rebuilt (and checked) by ``from_dict``."""
+    d = to_dict(cfg)
+    for key, value in _check_overrides(overrides).items():
+        _set_dotted(d, key, value)
+    return from_dict(d)
 
 
 def build_strict(cls, d: dict, prefix: str = ""):

@@ -121,8 +121,12 @@ class TrainResult:
     train_seconds: float = 0.0         # wall time spent in training steps, summed over resumed runs
 
 
+def _step_seed(seed: int, step: int, stream: int) -> int:
+    return int(seed) * 1_000_003 + int(step) * 97 + int(stream)
+
+
 def _step_generator(seed: int, step: int, stream: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step) * 97 + int(stream))
+    return torch.Generator().manual_seed(_step_seed(seed, step, stream))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -132,7 +136,7 @@ def _step_generator(seed: int, step: int, stream: int) -> torch.Generator:
 def forward_loss(model, batch: dict, tc, step: int, stream: int, phase: str, amp: dict):
     """The loss of one (micro-)batch: dropout seeded by (seed, step, stream), the step's generator for the
     objective's draws, under the recipe's autocast. Returns (loss, terms)."""
-    torch.manual_seed(tc.seed * 1_000_003 + step * 97 + stream)   # dropout
+    torch.manual_seed(_step_seed(tc.seed, step, stream))     # dropout
     with torch.autocast(**amp):
         return model(batch, _step_generator(tc.seed, step, stream), phase)
 

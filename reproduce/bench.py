@@ -153,13 +153,6 @@ def train_flops_per_sample(cfg, feats) -> float:
     return fc.get_total_flops() / cfg.train.batch_size
 
 
-def Stepper(cfg, feats, device):
-    """One training step exactly as ``crossflow.train.train`` runs it (its forward_loss, clipping, AdamW and EMA
-    functions), on a synthetic batch: ``crossflow.train.TrainStep``."""
-    from crossflow.train import TrainStep
-    return TrainStep(cfg, feats, device)
-
-
 def _split(stepper, reps: int, device) -> dict:
     """Seconds per step of each part: data, each network's forward + backward, optimizer, EMA."""
     import torch
@@ -213,6 +206,7 @@ def matmul_share(stepper, steps: int = 3) -> dict:
 def bench_training(profile: str, device, peaks: dict, quick: bool, variants=None) -> dict:
     import torch
     from crossflow.config import get_config
+    from crossflow.train import TrainStep
     base = get_config(profile)
     feats = synthetic_features(base)
     flops = train_flops_per_sample(base, feats)
@@ -224,7 +218,7 @@ def bench_training(profile: str, device, peaks: dict, quick: bool, variants=None
         variants["+ compiled flow net (bf16)"] = {**FAST_STEP, "train.compile": True}
     for name, over in variants.items():
         cfg = base.replace(over)
-        st = Stepper(cfg, feats, device)
+        st = TrainStep(cfg, feats, device)                  # train()'s own step (crossflow.train)
         warm = 3 + (4 if cfg.train.compile else 0)
         t0 = time.perf_counter()
         st.step()                                           # the first step compiles (when asked)
@@ -244,7 +238,7 @@ def bench_training(profile: str, device, peaks: dict, quick: bool, variants=None
     splits, ops = {}, {}
     if not quick:
         for name in (next(iter(VARIANTS)), list(VARIANTS)[-1]):
-            st = Stepper(base.replace(VARIANTS[name]), feats, device)
+            st = TrainStep(base.replace(VARIANTS[name]), feats, device)
             for _ in range(3):
                 st.step()
             splits[name] = {k: 1000 * v for k, v in _split(st, reps, device).items()}
@@ -301,10 +295,11 @@ def bench_sampling(profile: str, device, peaks: dict, quick: bool, n_images: int
 _THREAD_CHILD = r"""
 import sys, time, statistics, torch
 torch.set_num_threads(int(sys.argv[1]))
-from reproduce.bench import Stepper, synthetic_features
+from crossflow.train import TrainStep
+from reproduce.bench import synthetic_features
 from crossflow.config import get_config
 cfg = get_config(sys.argv[2])
-st = Stepper(cfg, synthetic_features(cfg, 512), torch.device("cpu"))
+st = TrainStep(cfg, synthetic_features(cfg, 512), torch.device("cpu"))
 for _ in range(2): st.step()
 ts = []
 for _ in range(int(sys.argv[3])):
@@ -348,6 +343,7 @@ def bench_threads(profile: str, reps: int = 6) -> list[dict]:
 def bench_grid(profile: str, device, peaks: dict, widths, patches, batches) -> list[dict]:
     import torch
     from crossflow.config import get_config
+    from crossflow.train import TrainStep
     fast = {k: v for k, v in VARIANTS[list(VARIANTS)[-1]].items() if k != "train.compile"}
     rows = []
     for patch in patches:
@@ -360,7 +356,7 @@ def bench_grid(profile: str, device, peaks: dict, widths, patches, batches) -> l
                 # FLOPs of the same shapes in the committed formulation, as in the training section
                 flops = train_flops_per_sample(cfg.replace({"flow.attention": "sdpa", "train.mixed_precision": "no"}),
                                                feats)
-                st = Stepper(cfg, feats, device)
+                st = TrainStep(cfg, feats, device)
                 sec = _median_time(st.step, 2, 1, device)
                 row = {"patch": patch, "width": width, "batch": batch, "tokens": (cfg.latent_shape[1] // patch) ** 2,
                        "ms_per_step": 1000 * sec, "samples_per_s": batch / sec, "gflop_per_sample": flops / 1e9,

@@ -45,34 +45,35 @@ def resolve_text_model(name: str) -> str:
     return name
 
 
+def _load_text_model(cfg: TextConfig):
+    """(tokenizer, model) of ``cfg.model``: the packaged MiniLM (or a variant), a local folder or a hub id."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModel, T5EncoderModel
+    path = resolve_text_model(cfg.model)
+    try:
+        model_type = AutoConfig.from_pretrained(path).model_type
+    except OSError as e:
+        raise OSError(f"could not load text encoder '{cfg.model}' ({path}). Offline, only the packaged "
+                      f"'minilm' or a local folder works; online, any Hugging Face id.") from e
+    # CLIP and T5 checkpoints hold more than the text encoder: load only the text tower
+    cls = {"clip": CLIPTextModel, "t5": T5EncoderModel, "mt5": T5EncoderModel}.get(model_type, AutoModel)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if cfg.model == "minilm-random":
+        torch.manual_seed(RANDOM_INIT_SEED)
+        return tokenizer, cls.from_config(AutoConfig.from_pretrained(path))
+    return tokenizer, cls.from_pretrained(path)
+
+
 class FrozenTextEncoder:
     """Tokenizer + encoder in eval mode, no gradients. ``encode(captions) -> (x, mask)``."""
 
     def __init__(self, cfg: TextConfig, device=None, tokenizer=None, model=None):
         """Loads ``cfg.model``; or wraps an already loaded ``tokenizer`` and ``model`` (a pipeline's components)."""
-        from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModel, T5EncoderModel
         self.cfg, self.device = cfg, resolve_device(device)
-        if tokenizer is not None and model is not None:
-            self.tokenizer, self.model = tokenizer, model.float().to(self.device).eval().requires_grad_(False)
-            self.static = cfg.model == "minilm-static"
-            self.dim = self.model.config.hidden_size
-            return
-        path = resolve_text_model(cfg.model)
-        try:
-            model_type = AutoConfig.from_pretrained(path).model_type
-        except OSError as e:
-            raise OSError(f"could not load text encoder '{cfg.model}' ({path}). Offline, only the packaged "
-                          f"'minilm' or a local folder works; online, any Hugging Face id.") from e
-        # CLIP and T5 checkpoints hold more than the text encoder: load only the text tower
-        cls = {"clip": CLIPTextModel, "t5": T5EncoderModel, "mt5": T5EncoderModel}.get(model_type, AutoModel)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        if cfg.model == "minilm-random":
-            torch.manual_seed(RANDOM_INIT_SEED)
-            self.model = cls.from_config(AutoConfig.from_pretrained(path))
-        else:
-            self.model = cls.from_pretrained(path)
+        if tokenizer is None or model is None:
+            tokenizer, model = _load_text_model(cfg)
+        self.tokenizer = tokenizer
         # float32 whatever the stored weights are (an fp16 copy of MiniLM is carried to GPU machines)
-        self.model = self.model.float().to(self.device).eval().requires_grad_(False)
+        self.model = model.float().to(self.device).eval().requires_grad_(False)
         self.static = cfg.model == "minilm-static"
         self.dim = self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else self.model.config.d_model
 

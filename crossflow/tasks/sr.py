@@ -28,13 +28,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import ConfigError, FlowNetConfig, SampleConfig, TrainConfig, build_strict, to_dict
+from ..config import ConfigError, FlowNetConfig, SampleConfig, TrainConfig, build_strict, to_dict, with_overrides
 from ..data.photos import Photo, grid_patches, load_photos
 from ..device import resolve_device
 from ..device import randn
 from ..flow import flow_matching_loss
 from ..models.flow_transformer import FlowTransformer
-from ..sampling import solve
+from ..sampling import _t, solve
 from .base import PixelCodec
 
 METHODS = ("crossflow", "noise_concat", "regression")
@@ -91,11 +91,7 @@ class SRConfig:
         return (3, self.data.patch, self.data.patch)
 
     def replace(self, overrides: dict | None = None) -> "SRConfig":
-        from ..config import _set_dotted
-        d = to_dict(self)
-        for k, v in (overrides or {}).items():
-            _set_dotted(d, k, v)
-        return config_from_dict(d)
+        return with_overrides(self, overrides, config_from_dict)
 
 
 def config_from_dict(d: dict) -> SRConfig:
@@ -286,10 +282,6 @@ def super_resolve(model: SRModel, lr: torch.Tensor, *, steps: int | None = None,
     return torch.cat(out)
 
 
-def _t(z, t) -> torch.Tensor:
-    return t if torch.is_tensor(t) and t.dim() == 1 else torch.full((len(z),), float(t), device=z.device)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Metrics: PSNR and SSIM on Y (BasicSR's convention), FID with a patch network trained here
 # ----------------------------------------------------------------------------------------------------------
@@ -366,13 +358,13 @@ def feature_network(cfg: SRConfig, patches: SRPatches, progress: bool = False) -
     key = stable_hash({"features": to_dict(fcfg), "data": to_dict(cfg.data), "photos": patches.names})
     path = cache_dir("sr-features") / f"patchnet-{key}.safetensors"
     dev = resolve_device(None)
+    torch.manual_seed(fcfg.seed)
     net = PatchNet(fcfg, len(patches))
     info = {"path": str(path), "key": key}
     if path.exists():
         net.load_state_dict(load_checked(path, load_file, "SR feature network"))
     else:
-        torch.manual_seed(fcfg.seed)
-        net = PatchNet(fcfg, len(patches)).to(dev)
+        net = net.to(dev)
         opt = torch.optim.AdamW(net.parameters(), lr=fcfg.lr)
         g = torch.Generator().manual_seed(fcfg.seed)
         correct = []
