@@ -1,4 +1,5 @@
-"""What training reads: cached text embeddings and image latents (the frozen encoders never run per step).
+"""What text-to-image training reads: cached text embeddings and image latents (the frozen encoders never run
+per step); a :class:`crossflow.pairs.PairData` of (caption token states, image latent) pairs.
 
 ``prepare_features(cfg)`` builds (or loads from the cache) the scenes, trains (or loads) the image autoencoder,
 embeds every unique caption once with the frozen language model, and encodes every image once:
@@ -9,17 +10,13 @@ embeds every unique caption once with the frozen language model, and encodes eve
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
-
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from .config import Config
 from .encoders import embed_captions, encode_images, get_autoencoder
 from .encoders.autoencoder import to_pixels
-from .integrity import checked_write, load_cache
-from .utils import cache_dir, file_lock, stable_hash
+from .pairs import cached_tensors
+from .utils import stable_hash
 
 
 @dataclass
@@ -86,15 +83,9 @@ def prepare_features(cfg: Config, split: str = "train", progress: bool = True, d
     text encoder run on ``device`` (default: crossflow.device.default_device()) when something is not cached."""
     scenes = load_scenes(cfg, split)
     vae, scale, ae_info = autoencoder_for(cfg, progress, device)
-    key = stable_hash({"data": vars(cfg.data), "split": split, "ae": ae_info.get("source"),
-                       "ae_cfg": vars(cfg.autoencoder), "scale": scale})
-    path = Path(cache_dir("latents")) / f"{key}.safetensors"
-    with file_lock(path):                                  # two processes: one builds, the other reads
-        z1 = load_cache(path, lambda p: load_file(p)["z1"], "image latents")       # None: missing or damaged
-        if z1 is None:
-            z1 = encode_images(vae, scenes.images, scale)
-            with checked_write(path) as tmp:
-                save_file({"z1": z1.contiguous()}, str(tmp))
+    key = {"data": vars(cfg.data), "split": split, "ae": ae_info.get("source"), "ae_cfg": vars(cfg.autoencoder),
+           "scale": scale}
+    z1 = cached_tensors("latents", key, lambda: {"z1": encode_images(vae, scenes.images, scale)}, "image latents")["z1"]
     captions = scenes.unique_captions()
     x, mask = embed_captions(captions + [""], cfg.text, device=device)   # the last row is the empty prompt
     # fresh, aligned copies: tensors loaded from the cache are views into a file buffer, and SIMD reductions

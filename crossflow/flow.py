@@ -122,7 +122,8 @@ def compute_loss(model, batch: dict, ocfg, generator=None, phase: str = "joint")
     "ve" = the Text VE alone on L_Enc + L_KL (pre-training, no flow network); "flow" = L_FM with the Text VE
     frozen (z0 computed without gradients, dropout off).
 
-    ``model`` is a :class:`crossflow.models.CrossFlow` (text_ve, net, and the towers its enc_loss needs);
+    ``model`` is a :class:`crossflow.models.CrossFlow` (text_ve, net, and ``enc_loss``: the module of
+    the encoder loss, whose ``loss(z0, batch)`` gives L_Enc);
     ``batch`` holds x (B, n, d), mask (B, n), z1 (B, c, h, w), and pixels (B, 3, H, W) in [-1, 1] for the
     I-T loss, or null_x / null_mask (1, n, d) / (1, n) for the baseline's text dropout.
     The terms come back as detached 0-d tensors (reading them is a host synchronisation on a GPU: the caller
@@ -149,15 +150,8 @@ def compute_loss(model, batch: dict, ocfg, generator=None, phase: str = "joint")
         net_kw = {"indicator": (~uncond).long()}
         if logvar is not None and model.text_ve.cfg.kind == "variational":
             terms["kl"] = KL_FORMS[ocfg.kl_form](mu, logvar)
-        if ocfg.enc_loss == "it_contrastive":            # true pairs, sampled z0 [code]
-            tower = model.image_tower
-            terms["enc"] = clip_loss(z0, tower(batch["pixels"]), tower.logit_scale)
-        elif ocfg.enc_loss == "tt_contrastive":
-            tower = model.text_tower
-            terms["enc"] = clip_loss(z0, tower(x, mask), tower.logit_scale)
-        elif ocfg.enc_loss == "tt_recon":
-            m = mask[..., None].to(x.dtype)
-            terms["enc"] = ((model.text_decoder(z0) - x).pow(2) * m).sum() / (m.sum() * x.shape[-1])
+        if model.enc_loss is not None:                   # the module objective.enc_loss names (Table 3b)
+            terms["enc"] = model.enc_loss.loss(z0, batch)
     else:                                                # baseline: Gaussian source, text by cross-attention
         z0 = randn(z1.shape, generator, dev)
         z1_pair = z1

@@ -2,8 +2,9 @@
 
 ``train(cfg, features, out_dir)`` trains the Text VE and the flow network jointly from scratch (or the noise
 baseline, or any ablation: the config decides), keeps an EMA, logs metrics to ``metrics.jsonl``, writes
-self-describing checkpoints atomically and resumes from the last one. It reads cached text embeddings and image
-latents (:class:`crossflow.features.Features`), as the released code does, so no frozen encoder runs per step.
+self-describing checkpoints atomically and resumes from the last one. It reads the task's (source, target) pairs
+(:class:`crossflow.pairs.PairData`; for text-to-image the cached text embeddings and image latents of
+:class:`crossflow.features.Features`, as the released code does), so no frozen encoder runs per step.
 
 Determinism: every random draw of step ``s`` comes from CPU generators seeded by (seed, s, process, micro-batch)
 and is moved to the device, so a run that is killed and resumed from a checkpoint ends with exactly the weights
@@ -23,7 +24,6 @@ import ast
 import contextlib
 import copy
 import json
-import math
 import os
 import random
 import subprocess
@@ -340,7 +340,7 @@ def _read_history(path: Path, upto: int) -> list[dict]:
 
 def train(cfg: Config, features, out_dir, *, resume: bool = True, stop_at: int | None = None,
           progress: bool = True, accelerator=None) -> TrainResult:
-    """Train ``cfg`` on ``features`` into ``out_dir``; resume from ``out_dir/checkpoint.pt`` when present.
+    """Train ``cfg`` on ``features`` (the task's :class:`crossflow.pairs.PairData`) into ``out_dir``; resume from ``out_dir/checkpoint.pt`` when present.
 
     ``stop_at`` ends the run early after that step (with a checkpoint), as if it had been interrupted.
     One run per folder: a second process that trains into ``out_dir`` meanwhile is refused (LockedError with

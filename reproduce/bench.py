@@ -26,7 +26,6 @@ measured minutes apart move less. This is a benchmark, not a test: nothing here 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

@@ -140,7 +140,6 @@ def export(run_dir: Path, profile: str = "tiny") -> None:
     ev = load_evaluators(cfg, ecfg, progress=False, device="cpu")
     JUDGE.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in ev.judge.state_dict().items()}, str(JUDGE / "judge.safetensors"))
-    j = ev.judge
     (JUDGE / "config.json").write_text(json.dumps({
         "net": {"n_classes": len(cfg.data.classes), "n_colors": len(cfg.data.colors),
                 "cell": cell_size(cfg.data), "width": ecfg.judge_width, "feat": ecfg.judge_feat},

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import platform
 import sys
@@ -311,7 +310,6 @@ def main(argv=None) -> int:
     if problems:
         print("[gpu-check] cannot run; missing:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
         return 2
-    import torch
     from crossflow.device import resolve_device
     device = resolve_device(args.device)
     os.environ["CROSSFLOW_DEVICE"] = str(device)          # one device for every stage

@@ -10,7 +10,7 @@ import torch
 
 from crossflow.config import get_config
 from crossflow.device import DeviceError, check_profile_device, randn, resolve_device
-from crossflow.profiles import PROFILE_NAMES, PROFILES, get_profile
+from crossflow.profiles import PROFILE_NAMES, get_profile
 from reproduce.run import ROOT
 
 NO_CUDA = not torch.cuda.is_available()

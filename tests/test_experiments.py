@@ -11,7 +11,7 @@ from crossflow.config import ConfigError, get_config
 from crossflow.experiments import (Guidance, baseline_config, benchmark_cost, crossover_shape, describe_gaps,
                                    fid_gaps, gap_sign, generator_parameters, load_result, make_job, run_job,
                                    sample_images, steps_to_loss)
-from crossflow.train import load_model, phase_at, train
+from crossflow.train import phase_at, train
 from reproduce.report import pairwise_verdict
 
 

@@ -306,3 +306,17 @@ def test_text_decoder_shape():
     dec = TextDecoder(in_dim=4 * 8 * 8, text_dim=TEXT_DIM, n_tokens=N_TOK)
     out = dec(torch.randn(3, 4, 8, 8))
     assert out.shape == (3, N_TOK, TEXT_DIM)
+
+
+def test_encoder_loss_registry_matches_config_choices(smoke_cfg):
+    """Every objective.enc_loss the config accepts (but "none") is a registered module, and the model holds the
+    one its config names under the module's own attribute (the checkpoints' keys)."""
+    from crossflow.config import _CHOICES as CHOICES
+    from crossflow.models import ENC_LOSSES, CrossFlow
+    assert set(ENC_LOSSES) | {"none"} == set(CHOICES[("objective", "enc_loss")])
+    for name, cls in ENC_LOSSES.items():
+        model = CrossFlow(smoke_cfg.replace({"objective.enc_loss": name}), 8, 6)
+        assert isinstance(model.enc_loss, cls) and getattr(model, cls.attr) is model.enc_loss
+        assert model.encoder_modules() == [model.text_ve, model.enc_loss]
+    none = CrossFlow(smoke_cfg.replace({"objective.enc_loss": "none"}), 8, 6)
+    assert none.enc_loss is None and none.encoder_modules() == [none.text_ve]

@@ -144,3 +144,35 @@ def test_unconditional_sampling_uses_indicator_zero():
     net.indicator_embed.register_forward_pre_hook(lambda m, a: seen.append(a[0].tolist()))
     unconditional(net)(torch.zeros(3, 4, 4, 4), 0.5)
     assert seen == [[0, 0, 0]]
+
+
+def test_pair_cache_builds_once_hit_equals_miss_and_rebuilds_damaged(tmp_path, monkeypatch):
+    """crossflow.pairs.cached_tensors: one build per key, the same values from a hit, a damaged file rebuilt."""
+    import torch
+    from crossflow.pairs import cache_path, cached_tensors
+    monkeypatch.setenv("CROSSFLOW_CACHE", str(tmp_path))
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"z1": torch.arange(6.0).reshape(2, 3), "mask": torch.tensor([1, 0], dtype=torch.uint8)}
+
+    miss = cached_tensors("pairs-test", {"k": 1}, build, "test pairs")
+    hit = cached_tensors("pairs-test", {"k": 1}, build, "test pairs")
+    assert len(calls) == 1 and all(torch.equal(miss[k], hit[k]) for k in miss)
+    cached_tensors("pairs-test", {"k": 2}, build, "test pairs")
+    assert len(calls) == 2                                          # another key, another entry
+    path = cache_path("pairs-test", {"k": 1})
+    path.write_bytes(path.read_bytes()[:-5])                       # truncated: checksum no longer matches
+    with pytest.warns(UserWarning, match="not usable"):
+        again = cached_tensors("pairs-test", {"k": 1}, build, "test pairs")
+    assert len(calls) == 3 and torch.equal(again["z1"], miss["z1"])
+
+
+def test_task_data_are_pair_data(smoke_cfg):
+    """Both tasks' training data satisfy the PairData protocol crossflow.train reads."""
+    from crossflow.pairs import PairData
+    from crossflow.tasks import sr
+    from crossflow.features import prepare_features
+    assert isinstance(prepare_features(smoke_cfg, progress=False), PairData)
+    assert isinstance(sr.training_patches(sr.get_sr_config("smoke")), PairData)

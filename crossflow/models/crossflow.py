@@ -1,4 +1,4 @@
-"""The trainable whole: Text VE + flow network + the tower its encoder loss needs (or the noise baseline)."""
+"""The trainable whole: Text VE + flow network + the module of its encoder loss (or the noise baseline)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ from ..config import Config
 from ..flow import compute_loss
 from .flow_transformer import FlowTransformer
 from .text_ve import TextVE
-from .towers import ImageTower, TextDecoder, TextTower
+from .towers import ENC_LOSSES, EncoderLoss
 
 
 class CrossFlow(nn.Module):
@@ -24,18 +24,20 @@ class CrossFlow(nn.Module):
         shape, o = cfg.latent_shape, cfg.objective
         self.text_ve = TextVE(cfg.text_ve, text_dim, n_tokens, shape) if o.source == "text" else None
         self.net = FlowTransformer(cfg.flow, shape, context_dim=text_dim if cfg.flow.cross_attention else None)
-        numel = math.prod(shape)
-        if o.source == "text" and o.enc_loss == "it_contrastive":
-            self.image_tower = ImageTower(numel, cfg.data.image_size)
-        if o.source == "text" and o.enc_loss == "tt_contrastive":
-            self.text_tower = TextTower(text_dim, numel)
-        if o.source == "text" and o.enc_loss == "tt_recon":
-            self.text_decoder = TextDecoder(numel, text_dim, n_tokens)
+        self._enc_attr = None
+        if o.source == "text" and o.enc_loss != "none":   # registered under its own name: stable checkpoint keys
+            cls = ENC_LOSSES[o.enc_loss]
+            self._enc_attr = cls.attr
+            setattr(self, cls.attr, cls.build(math.prod(shape), cfg.data.image_size, text_dim, n_tokens))
 
     def forward(self, batch, generator=None, phase: str = "joint"):
         return compute_loss(self, batch, self.cfg.objective, generator, phase)
 
+    @property
+    def enc_loss(self) -> EncoderLoss | None:
+        """The module of the encoder loss (objective.enc_loss), or None."""
+        return getattr(self, self._enc_attr) if self._enc_attr else None
+
     def encoder_modules(self) -> list[nn.Module]:
-        """The Text VE and the tower of its encoder loss: what 2-stage training pre-trains, then freezes."""
-        names = ("text_ve", "image_tower", "text_tower", "text_decoder")
-        return [getattr(self, n) for n in names if getattr(self, n, None) is not None]
+        """The Text VE and its encoder loss's module: what 2-stage training pre-trains, then freezes."""
+        return [m for m in (self.text_ve, self.enc_loss) if m is not None]
