@@ -8,9 +8,10 @@
 Profiles come from crossflow/profiles.py. A CUDA profile (gpu-smoke, gpu, paper) refuses to start where torch
 sees no CUDA GPU, unless CROSSFLOW_DEVICE=cpu asks for the CPU explicitly.
 
-Incremental: the hash of everything the artifact depends on (its notebook, the library source, the driver,
-pyproject and the parameters) is stored in results/<artifact>/inputs.json; if it is unchanged and the outputs
-exist, nothing is recomputed. Executed notebooks keep their outputs in results/, never in notebooks/.
+Incremental: the hash of everything the artifact depends on (its notebook, the library definitions it uses,
+followed name by name through the imports (reproduce/deps.py), pyproject and the parameters) is stored in
+results/<artifact>/inputs.json with its parts; if it is unchanged and the outputs exist, nothing is recomputed,
+else the driver says which parts changed. Executed notebooks keep their outputs in results/, never in notebooks/.
 """
 from __future__ import annotations
 
@@ -49,58 +50,37 @@ ARTIFACTS = {
 }
 
 
-def _project_imports(source: str, package: str | None) -> set[str]:
-    """Names of this project's modules that Python ``source`` imports (absolute or relative, lazy ones too)."""
-    names = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parts + ([base] if base else []))
-            names |= {base} | {f"{base}.{a.name}" for a in node.names}   # `from pkg import submodule`
-    return {n for n in names if n.split(".")[0] in ("crossflow", "reproduce")}
-
-
-def _module_file(name: str) -> Path | None:
-    path = ROOT.joinpath(*name.split("."))
-    for f in (path / "__init__.py", path.with_suffix(".py")):
-        if f.exists():
-            return f
-    return None
-
-
-def library_files(notebook: Path) -> list[Path]:
-    """The project's source files a notebook depends on: its imports, followed transitively."""
+def notebook_code(notebook: Path) -> str:
+    """The notebook's code cells as one Python source (IPython magics and shell lines removed)."""
     cells = json.loads(notebook.read_text())["cells"]
-    code = "\n".join(line for c in cells if c["cell_type"] == "code" for line in "".join(c["source"]).splitlines()
-                     if not line.lstrip().startswith(("%", "!")))          # IPython magics are not Python
-    todo, seen = list(_project_imports(code, None)), set()
-    while todo:
-        parts = todo.pop().split(".")
-        for i in range(1, len(parts) + 1):                                # a.b.c also runs a/ and a/b/__init__
-            mod = ".".join(parts[:i])
-            f = _module_file(mod)
-            if f is not None and f not in seen:
-                seen.add(f)
-                package = mod if f.name == "__init__.py" else mod.rpartition(".")[0]
-                todo += _project_imports(f.read_text(), package)
-    return sorted(seen)
+    return "\n".join(line for c in cells if c["cell_type"] == "code" for line in "".join(c["source"]).splitlines()
+                     if not line.lstrip().startswith(("%", "!")))
+
+
+def input_parts(notebook: Path, params: dict) -> dict[str, str]:
+    """Short hashes of what an artifact depends on, by part: the notebook file, pyproject, the parameters, and
+    per library module the top-level definitions the notebook uses (reproduce/deps.py), not whole files."""
+    from reproduce.deps import dependencies
+    sha = lambda b: hashlib.sha256(b).hexdigest()[:16]          # noqa: E731
+    parts = {"notebook": sha(notebook.read_bytes()), "pyproject.toml": sha((ROOT / "pyproject.toml").read_bytes()),
+             "params": sha(json.dumps(params, sort_keys=True).encode())}
+    by_module: dict[str, list[str]] = {}
+    for (module, _), source in sorted(dependencies(notebook_code(notebook)).items()):
+        by_module.setdefault(module, []).append(source)
+    for module, sources in sorted(by_module.items()):
+        parts[module] = sha("\0".join(sorted(sources)).encode())
+    return parts
 
 
 def inputs_hash(notebook: Path, params: dict) -> str:
-    """Hash of what an artifact depends on: its notebook, the library files it imports, pyproject, parameters.
+    """Hash of what an artifact depends on (:func:`input_parts`). A change elsewhere in the library (another
+    artifact's code, an unused function of a module this one imports, a comment) does not make it stale."""
+    return hashlib.sha256(json.dumps(input_parts(notebook, params), sort_keys=True).encode()).hexdigest()[:16]
 
-    A change elsewhere in the library (another artifact's code) does not make this artifact stale.
-    """
-    h = hashlib.sha256()
-    for f in [notebook, ROOT / "pyproject.toml", *library_files(notebook)]:
-        h.update(str(f.relative_to(ROOT)).encode())
-        h.update(f.read_bytes())
-    h.update(json.dumps(params, sort_keys=True).encode())
-    return h.hexdigest()[:16]
+
+def changed_parts(old: dict, new: dict) -> list[str]:
+    """The parts whose hash differs between two ``input_parts`` (added or removed ones too)."""
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
 def kernel_name() -> str:
@@ -175,12 +155,15 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     _restore_interrupted(out_dir)
     params = {"profile": profile, "out_dir": str(out_dir), **(params or {})}
     stamp = out_dir / "inputs.json"
-    digest = inputs_hash(notebook, {k: v for k, v in params.items() if k != "out_dir"})
-    if not force and stamp.exists() and json.loads(stamp.read_text()).get("hash") == digest \
-            and (out_dir / "metrics.json").exists():
+    parts = input_parts(notebook, {k: v for k, v in params.items() if k != "out_dir"})
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    old_stamp = json.loads(stamp.read_text()) if stamp.exists() else {}
+    if not force and old_stamp.get("hash") == digest and (out_dir / "metrics.json").exists():
         print(f"[reproduce] {artifact}: inputs unchanged ({digest}); results in {out_dir} are current. "
               f"Use --force to recompute.")
         return out_dir
+    if old_stamp.get("parts"):
+        print(f"[reproduce] {artifact}: changed since the last run: {', '.join(changed_parts(old_stamp['parts'], parts))}")
     print(f"[reproduce] {artifact} ({what}) profile={profile} device={device} -> {out_dir}", flush=True)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
@@ -220,7 +203,7 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     history.append({"hash": digest, "wall_seconds": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "load_at_start": load_at_start, "cpus": os.cpu_count()})
     write_json(scratch / "inputs.json", {"hash": digest, "params": params, "wall_seconds": round(wall, 1),
-                                         "notebook": nb_rel, "history": history[-20:]})
+                                         "notebook": nb_rel, "parts": parts, "history": history[-20:]})
     os.chmod(scratch, 0o755)                              # mkdtemp makes it 0700
     _swap_in(scratch, out_dir)
     shutil.rmtree(failed, ignore_errors=True)

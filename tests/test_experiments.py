@@ -2,13 +2,14 @@
 verdicts) on smoke-sized models."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
 from crossflow.config import ConfigError, get_config
-from crossflow.experiments import (Guidance, baseline_config, benchmark_cost, crossover_shape, describe_gaps,
+from crossflow.experiments import (Guidance, JobResult, baseline_config, benchmark_cost, crossover_shape, describe_gaps,
                                    fid_gaps, gap_sign, generator_parameters, load_result, make_job, run_job,
                                    sample_images, steps_to_loss)
 from crossflow.train import phase_at, train
@@ -123,11 +124,15 @@ def test_job_trains_evaluates_and_is_reused(smoke_cfg, tmp_path):
     job = make_job("c/final", smoke_cfg, 0, tmp_path,
                    guidance=[Guidance(), Guidance("indicator", 2.0), Guidance("autoguidance", 2.0, 0.5)])
     res = run_job(job)
-    assert set(res["test_by_guidance"]) == {"none", "indicator", "autoguidance"}
-    assert len(res["search"]) == 3 and res["train_steps"] == smoke_cfg.train.steps
-    assert all(math.isfinite(v["fid"]) and -1 <= v["clip"] <= 1 for v in res["test_by_guidance"].values())
+    assert set(res.test_by_guidance) == {"none", "indicator", "autoguidance"}
+    assert len(res.search) == 3 and res.train_steps == smoke_cfg.train.steps
+    assert all(math.isfinite(v.fid) and -1 <= v.clip <= 1 for v in res.test_by_guidance.values())
+    assert res.chosen in job.guidance and res.test.fid == res.test_by_guidance[res.chosen.kind].fid
     assert (tmp_path / "c_final-s0" / "step10.pt").exists()                 # the autoguidance guide
     assert load_result(job) == res
+    # the typed record is a lossless view of result.json: its layout is unchanged, so old runs are reused
+    on_disk = json.loads((tmp_path / "c_final-s0" / "result.json").read_text())
+    assert res.to_dict() == on_disk and JobResult.from_dict(on_disk) == res
     changed = make_job("c/final", smoke_cfg, 0, tmp_path, guidance=[Guidance()])
     assert load_result(changed) is None, "a different spec must not reuse the result"
 

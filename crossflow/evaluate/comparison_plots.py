@@ -43,15 +43,15 @@ def table3_figure(rows, values, table3: Mapping, parts: Mapping[str, str], title
     return fig
 
 
-def guidance_curves(searches: Mapping[str, Sequence[Mapping]], title: str = ""):
+def guidance_curves(searches: Mapping[str, Sequence], title: str = ""):
     """Validation FID-domain and CLIPScore-domain against the guidance scale, one line per method
-    (``searches``: method -> the ``search`` list of an experiments result)."""
+    (``searches``: method -> ``JobResult.search``, the validation grid's :class:`Scores`)."""
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     for name, rows in searches.items():
-        rows = sorted(rows, key=lambda r: r["guidance"]["scale"] if r["guidance"]["kind"] != "none" else 1.0)
-        s = [r["guidance"]["scale"] if r["guidance"]["kind"] != "none" else 1.0 for r in rows]
-        axes[0].plot(s, [r["fid"] for r in rows], "o-", label=name)
-        axes[1].plot(s, [r["clip"] for r in rows], "o-", label=name)
+        scale = lambda r: r.guidance.scale if r.guidance.kind != "none" else 1.0   # noqa: E731
+        rows = sorted(rows, key=scale)
+        axes[0].plot([scale(r) for r in rows], [r.fid for r in rows], "o-", label=name)
+        axes[1].plot([scale(r) for r in rows], [r.clip for r in rows], "o-", label=name)
     axes[0].set_ylabel("FID-domain (validation)", fontsize=8), axes[1].set_ylabel("CLIPScore-domain", fontsize=8)
     for ax in axes:
         ax.set_xlabel("guidance scale", fontsize=8), ax.grid(alpha=0.3), ax.tick_params(labelsize=7)

@@ -65,6 +65,95 @@ class Job:
         return stable_hash({k: v for k, v in asdict(self).items() if k != "run_dir"})
 
 
+@dataclass(frozen=True)
+class Scores:
+    """Metrics of one sampling setting on one image set: FID-domain, CLIPScore-domain, and for the chosen
+    setting on the test set GenEval-domain (overall and per task). ``guidance`` / ``label`` say how the images
+    were sampled (absent for the chosen test scores: see :attr:`JobResult.chosen`)."""
+    fid: float
+    clip: float
+    guidance: Guidance | None = None
+    label: str | None = None
+    geneval: float | None = None
+    geneval_per_task: dict | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Scores":
+        g = d.get("guidance")
+        return cls(d["fid"], d["clip"], Guidance(**g) if g is not None else None, d.get("label"), d.get("geneval"),
+                   d.get("geneval_per_task"))
+
+    def to_dict(self) -> dict:
+        """The layout of result.json: guidance and label first, absent fields left out."""
+        out = {"guidance": asdict(self.guidance), "label": self.label} if self.guidance is not None else {}
+        out |= {"fid": self.fid, "clip": self.clip}
+        if self.geneval is not None:
+            out |= {"geneval": self.geneval, "geneval_per_task": self.geneval_per_task}
+        return out
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a finished job measured (its ``result.json``, typed). ``test``: the chosen guidance's test scores;
+    ``test_by_guidance``: each kind's best setting on the test set (Table 3c reports each); ``search``: the
+    validation grid; ``curve``: test scores along training ({"step", "fid", "clip"}); ``history``: the loss log."""
+    row: str
+    seed: int
+    spec_hash: str
+    profile: str
+    test: Scores
+    test_by_guidance: dict[str, Scores]
+    chosen: Guidance
+    search: tuple[Scores, ...]
+    curve: tuple[dict, ...]
+    n_test: int
+    n_val: int
+    train_steps: int
+    train_seconds: float
+    sample_seconds_per_image: dict[str, float]
+    params: dict[str, int]                 # {"flow": ..., "text_ve": ...}
+    history: tuple[dict, ...]
+    checkpoint: str
+    checkpoint_sha256: str | None
+    evaluators_sha256: dict
+    sampler: dict
+    seconds: float
+    threads: int
+
+    @property
+    def chosen_label(self) -> str:
+        return self.chosen.label
+
+    @property
+    def n_params(self) -> int:
+        """Generator parameters: flow network + Text VE."""
+        return self.params["flow"] + self.params["text_ve"]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "JobResult":
+        scalar = {k: d[k] for k in ("row", "seed", "spec_hash", "profile", "n_test", "n_val", "train_steps",
+                                    "train_seconds", "sample_seconds_per_image", "params", "checkpoint",
+                                    "checkpoint_sha256", "evaluators_sha256", "sampler", "seconds", "threads")}
+        return cls(**scalar, test=Scores.from_dict(d["test"]),
+                   test_by_guidance={k: Scores.from_dict(v) for k, v in d["test_by_guidance"].items()},
+                   chosen=Guidance(**d["chosen_guidance"]), search=tuple(Scores.from_dict(r) for r in d["search"]),
+                   curve=tuple(d["curve"]), history=tuple(d["history"]))
+
+    def to_dict(self) -> dict:
+        """The result.json layout (unchanged since results were first written: old runs are reused)."""
+        return {
+            "row": self.row, "seed": self.seed, "spec_hash": self.spec_hash, "profile": self.profile,
+            "test": self.test.to_dict(), "test_by_guidance": {k: v.to_dict() for k, v in self.test_by_guidance.items()},
+            "chosen_guidance": asdict(self.chosen), "chosen_label": self.chosen_label,
+            "search": [r.to_dict() for r in self.search], "curve": list(self.curve), "n_test": self.n_test,
+            "n_val": self.n_val, "train_steps": self.train_steps, "train_seconds": self.train_seconds,
+            "sample_seconds_per_image": self.sample_seconds_per_image, "params": self.params,
+            "history": list(self.history), "checkpoint": self.checkpoint, "checkpoint_sha256": self.checkpoint_sha256,
+            "evaluators_sha256": self.evaluators_sha256, "sampler": self.sampler, "seconds": self.seconds,
+            "threads": self.threads,
+        }
+
+
 def make_job(row: str, cfg: Config, seed: int, root, guidance: Sequence[Guidance] = (Guidance(),),
              eval_at: Sequence[int] = (), geneval: bool = False, eval_cfg: Config | None = None) -> Job:
     """A job for ``cfg`` at training seed ``seed`` (``train.seed`` is replaced), run in ``root/<row>-s<seed>``."""
@@ -85,7 +174,7 @@ def _init_worker(gpus=None):
     hf_logging.disable_progress_bar()
 
 
-def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = False) -> list[dict]:
+def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = False) -> list[JobResult]:
     """Run every job (results in the order given). ``workers`` > 1: that many one-thread processes on the CPU;
     on CUDA (crossflow.device.default_device()) one worker per visible GPU instead, whatever ``workers`` says.
 
@@ -100,7 +189,7 @@ def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = Fals
         j = next(j for j in todo if json.dumps(j.eval_text, sort_keys=True) == text)
         load_evaluators(j.eval_cfg, progress=False)
     _CACHE.clear()
-    done: dict[str, dict] = {}
+    done: dict[str, JobResult] = {}
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="jobs")
 
     def finish(job, res):
@@ -109,7 +198,7 @@ def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = Fals
         if log:
             with open(log, "a") as f:
                 f.write(f"{time.strftime('%H:%M:%S')} {job.row} seed {job.seed}: "
-                        f"{json.dumps(res['test'], default=float)} ({res['seconds']:.0f} s)\n")
+                        f"{json.dumps(res.test.to_dict(), default=float)} ({res.seconds:.0f} s)\n")
 
     ctx, gpus = get_context("spawn"), None
     if default_device().type == "cuda":
@@ -133,7 +222,8 @@ def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = Fals
     return [done.get(j.run_dir) or load_result(j) for j in jobs]
 
 
-def load_result(job: Job) -> dict | None:
+def load_result(job: Job) -> JobResult | None:
+    """The job's finished result if its result.json holds the same spec; None if missing, unreadable or other."""
     path = Path(job.run_dir) / "result.json"
     if not path.exists():
         return None
@@ -141,5 +231,5 @@ def load_result(job: Job) -> dict | None:
         res = json.loads(path.read_text())
     except ValueError:                                   # truncated: the job is evaluated again
         return None
-    return res if res.get("spec_hash") == job.spec_hash() else None
+    return JobResult.from_dict(res) if res.get("spec_hash") == job.spec_hash() else None
 

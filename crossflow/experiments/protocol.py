@@ -15,7 +15,7 @@ from ..config import Config, to_dict
 from ..device import resolve_device, synchronize
 from ..profiles import get_profile
 from ..utils import stable_hash, write_json
-from .pool import Guidance, Job, load_result
+from .pool import Guidance, Job, JobResult, load_result
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def evaluate_images(ev, images, captions, ref) -> dict:
     return {"fid": float(ev.fid(images, feats_b=ref)["value"]), "clip": float(ev.clip_score(images, captions)["mean"])}
 
 
-def run_job(job: Job, force: bool = False) -> dict:
+def run_job(job: Job, force: bool = False) -> JobResult:
     """Train ``job`` (resuming), pick its guidance on validation, evaluate on test; write ``result.json``."""
     from ..integrity import IntegrityError, checked_write, stored_checksum, verify
     from ..train import CKPT, load_model, train
@@ -154,7 +154,7 @@ def run_job(job: Job, force: bool = False) -> dict:
         "seconds": round(time.time() - t0, 1), "threads": torch.get_num_threads(),
     }
     write_json(run_dir / "result.json", res)
-    return res
+    return JobResult.from_dict(res)
 
 
 # ----------------------------------------------------------------------------------------------------------

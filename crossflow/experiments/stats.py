@@ -8,8 +8,8 @@ from typing import Sequence
 
 def per_seed(by: dict, model: str, kind: str, metric: str, seeds: Sequence[int]) -> list[float]:
     """``metric`` ("fid" | "clip") of ``model`` sampled with guidance ``kind``, one value per seed, from the
-    results of ``run_jobs`` keyed by (row, seed)."""
-    return [by[(model, s)]["test_by_guidance"][kind][metric] for s in seeds]
+    results of ``run_jobs`` (:class:`JobResult`) keyed by (row, seed)."""
+    return [getattr(by[(model, s)].test_by_guidance[kind], metric) for s in seeds]
 
 
 def fid_gaps(rows: Sequence[dict], key: str) -> dict:

@@ -1,0 +1,96 @@
+"""reproduce/deps.py: an artifact is stale when a definition it uses changes, and only then."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from reproduce.deps import dependencies
+
+NOTEBOOK = "from pkg.plots import used_plot\nfrom pkg import tasks\nused_plot()\ntasks.run()\n"
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        f = root / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(textwrap.dedent(text))
+
+
+def _package(root: Path) -> None:
+    _write(root, {
+        "pkg/__init__.py": '"""doc"""\nfrom .plots import used_plot, other_plot\n',
+        "pkg/plots.py": """
+            from .util import helper
+            SIZE = 3
+
+            def used_plot():
+                return helper(SIZE)
+
+            def other_plot():
+                return 2
+            """,
+        "pkg/util.py": """
+            def helper(n):
+                return n + 1
+
+            def unused(n):
+                return n
+            """,
+        "pkg/tasks.py": """
+            import importlib
+            REGISTRY = {}
+
+            def register(f):
+                REGISTRY[f.__name__] = f
+                return f
+
+            @register
+            def alpha():
+                return 1
+
+            def run():
+                return importlib.import_module("pkg.impl").go()
+            """,
+        "pkg/impl.py": "def go():\n    return 0\n",
+    })
+
+
+def _deps(root: Path) -> dict:
+    return dependencies(NOTEBOOK, root=root, packages=("pkg",))
+
+
+def _edit(root: Path, rel: str, old: str, new: str) -> None:
+    f = root / rel
+    assert old in f.read_text()
+    f.write_text(f.read_text().replace(old, new))
+
+
+def test_unused_definitions_and_comments_do_not_count(tmp_path):
+    _package(tmp_path)
+    before = _deps(tmp_path)
+    _edit(tmp_path, "pkg/plots.py", "return 2", "return 3  # another figure")     # a function it does not use
+    _edit(tmp_path, "pkg/util.py", "return n\n", "return -n\n")
+    _edit(tmp_path, "pkg/util.py", "return n + 1", "return n + 1  # a comment")   # formatting only
+    (tmp_path / "pkg" / "plots.py").write_text((tmp_path / "pkg" / "plots.py").read_text() + "\n\ndef new(): pass\n")
+    assert _deps(tmp_path) == before
+
+
+def test_used_definitions_count_through_modules(tmp_path):
+    _package(tmp_path)
+    for rel, old, new in [("pkg/util.py", "return n + 1", "return n + 2"),          # used transitively
+                          ("pkg/plots.py", "SIZE = 3", "SIZE = 4"),                 # a constant it reads
+                          ("pkg/tasks.py", "return 1", "return 5"),                 # registered on import
+                          ("pkg/impl.py", "return 0", "return 9"),                  # imported by its name as a string
+                          ("pkg/__init__.py", '"""doc"""\n', '"""doc"""\nprint("side effect")\n')]:
+        before = _deps(tmp_path)
+        _edit(tmp_path, rel, old, new)
+        assert _deps(tmp_path) != before, rel
+
+
+def test_driver_hash_follows_the_parts(tmp_path):
+    """run.py's hash and the parts it names when something changed."""
+    from reproduce.run import ARTIFACTS, ROOT, changed_parts, input_parts
+    nb = ROOT / ARTIFACTS["table6"][0]
+    parts = input_parts(nb, {"profile": "smoke"})
+    assert {"notebook", "pyproject.toml", "params", "crossflow.tasks.sr"} <= set(parts)
+    assert changed_parts(parts, input_parts(nb, {"profile": "tiny"})) == ["params"]
