@@ -56,51 +56,6 @@ def score_sampler(model, cfg: Config, ev, *, solver: str, nfe: int, seed: int, s
             "seconds": round(seconds, 1), "n_images": len(specs) + len(fid_captions)}
 
 
-def nfe_figure(rows: Sequence[dict], ref: Reference, title: str = ""):
-    """FID-domain and GenEval-domain against NFE, one line per solver, Euler-50's seed band shaded."""
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, mean, rng, label in ((axes[0], "fid", ref.fid_mean, ref.fid_range, "FID-domain (lower is better)"),
-                                      (axes[1], "geneval", ref.geneval_mean, ref.geneval_range,
-                                       "GenEval-domain (higher is better)")):
-        ax.axhspan(mean - rng, mean + rng, color="0.85", label=f"Euler-50, {len(ref.seeds)} seeds: mean +- range")
-        ax.axhline(mean, color="0.4", lw=0.8)
-        for solver in dict.fromkeys(r["solver"] for r in rows):
-            pts = sorted((r["nfe"], r[key]) for r in rows if r["solver"] == solver and r["seed"] == ref.seeds[0])
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=solver)
-        ax.scatter([50], [mean], marker="*", s=180, color="k", zorder=5, label="paper's sampler: Euler, 50 steps")
-        ax.set_xscale("log")
-        ax.set_xlabel("network evaluations per image and guidance pass (NFE)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8, loc="lower right")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def curves_figure(histories: dict, key: str = "fm", title: str = ""):
-    """Training curves of several runs on one axis (raw and a 10-point running mean)."""
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, hist in histories.items():
-        steps = [r["step"] for r in hist]
-        vals = [r[key] for r in hist]
-        smooth = [statistics.mean(vals[max(0, i - 9):i + 1]) for i in range(len(vals))]
-        line, = ax.plot(steps, vals, alpha=0.3)
-        ax.plot(steps, smooth, color=line.get_color(), label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel(f"{key} loss")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
 def precision_verdict(histories: dict, scores: dict, *, ref: str, other_seed: str, candidate: str,
                       tail: float = 0.2, rel: float = 0.02) -> dict:
     """Does ``candidate`` (the fast step) train like ``ref`` (the committed step, same seed)? The yardstick is

@@ -88,7 +88,8 @@ def run(prompts: list[str], out: Path, steps: int | None, scale: float | None, s
 
     from crossflow.evaluate.judge import read_images
     from crossflow.hub import CrossFlowPipeline
-    from crossflow.results import sample_grid, savefig
+    from crossflow.plots import sample_grid
+    from crossflow.results import savefig
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
     t0 = time.time()

@@ -440,28 +440,6 @@ def format_mean_std(values: list[float], fmt: str = "{:.3f}") -> str:
     return fmt.format(m) + ("" if math.isnan(s) else " ± " + fmt.format(s))
 
 
-def crops_figure(test: SRTestSet, rows: dict[str, torch.Tensor], index: list[int], title: str = ""):
-    """One column per method (LR, bicubic, each method, HR), one row per chosen test patch."""
-    import matplotlib.pyplot as plt
-    cols = ["LR (nearest)", *rows, "HR"]
-    fig, axes = plt.subplots(len(index), len(cols), figsize=(1.6 * len(cols), 1.7 * len(index)), squeeze=False)
-    for r, i in enumerate(index):
-        lr = F.interpolate(test.lr[i:i + 1], size=test.hr.shape[-1], mode="nearest")[0]
-        for c, (name, img) in enumerate([("LR (nearest)", lr), *((k, v[i]) for k, v in rows.items()),
-                                         ("HR", test.hr[i])]):
-            ax = axes[r, c]
-            ax.imshow(img.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-            if r == 0:
-                ax.set_title(name, fontsize=8)
-            if c == 0:
-                ax.set_ylabel(test.photo[i], fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Runs: every (method, seed) trained once, in parallel one-thread processes on a CPU; resumable
 # ----------------------------------------------------------------------------------------------------------
