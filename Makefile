@@ -24,7 +24,7 @@ OPENCV_DATA := /usr/share/doc/opencv-doc/examples/data
 
 .PHONY: all venv data test test-fast test-gpu gpu-check verify reproduce reproduce-t2i reproduce-table3 reproduce-table1 reproduce-fig3 \
         reproduce-table7 reproduce-evaluators reproduce-fig4 reproduce-table8 reproduce-table10 \
-        reproduce-sampler reproduce-precision reproduce-table6 reproduce-fig9 demo bench lab clean-results
+        reproduce-sampler reproduce-precision reproduce-table6 reproduce-fig9 reproduce-table5 reproduce-table9 demo bench lab clean-results
 
 all: reproduce
 
@@ -54,7 +54,12 @@ data:
 	  echo "installing Debian package opencv-doc (sample photographs for super-resolution)"; \
 	  (apt-get install -y -q opencv-doc >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q opencv-doc >/dev/null 2>&1)) || \
-	  echo "could not install opencv-doc; Table 6 needs it (README: Data)"; \
+	  echo "could not install opencv-doc; Tables 6, 5 and 9 need it (README: Data)"; \
+	fi
+	@if [ ! -f .cache/downloads/imgaug-0.4.0-py2.py3-none-any.whl ]; then \
+	  echo "fetching the imgaug 0.4.0 wheel (files only: the quokka depth map of Table 9)"; \
+	  $(PY) -m pip download --no-deps --quiet imgaug==0.4.0 -d .cache/downloads || \
+	  echo "could not fetch imgaug 0.4.0; Table 9 needs it (README: Data)"; \
 	fi
 
 test: venv data
@@ -79,7 +84,8 @@ gpu-check:
 	$(GPU_PYTHON) -m reproduce.gpu_check
 
 reproduce: reproduce-t2i reproduce-evaluators reproduce-table7 reproduce-fig4 reproduce-table8 reproduce-table10 \
-           reproduce-table3 reproduce-table1 reproduce-fig3 reproduce-sampler reproduce-precision reproduce-table6 reproduce-fig9
+           reproduce-table3 reproduce-table1 reproduce-fig3 reproduce-sampler reproduce-precision reproduce-table6 reproduce-fig9 \
+           reproduce-table5 reproduce-table9
 	$(PY) -m reproduce.summary --profile $(PROFILE)
 
 reproduce-t2i: venv data
@@ -131,6 +137,12 @@ reproduce-table6: venv data
 
 reproduce-fig9: venv data reproduce-t2i reproduce-evaluators
 	$(PY) -m reproduce.run fig9 --profile $(PROFILE)
+
+reproduce-table5: venv data
+	$(PY) -m reproduce.run table5 --profile $(PROFILE)
+
+reproduce-table9: venv data reproduce-table5
+	$(PY) -m reproduce.run table9 --profile $(PROFILE)
 
 # Speed against the hardware's own peak, measured in the same run (a few minutes; results/bench/)
 bench: venv

@@ -91,3 +91,14 @@ def peak_memory_mib(device) -> float | None:
     if device.type != "cuda":
         return None
     return torch.cuda.max_memory_allocated(device) / 2 ** 20
+
+
+def init_worker(gpus=None):
+    """A worker process: one thread; with ``gpus`` (a queue of GPU indices) it takes one GPU for its lifetime."""
+    if gpus is not None:                                 # before CUDA is initialised in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())
+        os.environ[ENV_VAR] = "cuda"
+    torch.set_num_threads(1)
+    os.environ["TQDM_DISABLE"] = "1"                     # the parent shows one bar over jobs
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()

@@ -249,3 +249,34 @@ def crops_figure(test, rows: dict[str, torch.Tensor], index: list[int], title: s
     fig.tight_layout()
     return fig
 
+
+
+def depth_figure(images: torch.Tensor, gt: np.ndarray, preds: Mapping[str, np.ndarray], labels: Sequence[str],
+                 error_of: str | None = None, title: str = ""):
+    """One row per test image: the input, the ground truth, each method's prediction aligned to it (Marigold's
+    scale and shift; NaN ground truth shown as grey), and the AbsRel map |d - d*| / d* of ``error_of``.
+    ``preds``: method -> (N, H, W) aligned depth. Depth shares one colour scale per row (near = bright)."""
+    cols = ["input", "ground truth", *preds] + ([f"|error| / depth, {error_of}"] if error_of else [])
+    fig, axes = plt.subplots(len(labels), len(cols), figsize=(1.55 * len(cols), 1.65 * len(labels)), squeeze=False)
+    cmap = plt.get_cmap("magma_r").copy()
+    cmap.set_bad("0.6")
+    for r, label in enumerate(labels):
+        g = gt[r]
+        lo, hi = np.nanmin(g), np.nanmax(g)
+        panels = [("input", images[r].permute(1, 2, 0).clamp(0, 1).numpy(), {}),
+                  ("ground truth", g, {"cmap": cmap, "vmin": lo, "vmax": hi})]
+        panels += [(k, v[r], {"cmap": cmap, "vmin": lo, "vmax": hi}) for k, v in preds.items()]
+        if error_of:
+            panels.append((cols[-1], np.abs(preds[error_of][r] - g) / g, {"cmap": "viridis", "vmin": 0, "vmax": 0.5}))
+        for c, (name, img, kw) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(img, interpolation="nearest", **kw)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=7)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -31,6 +31,7 @@ class Profile:
     compression: Mapping[str, Any] = field(default_factory=dict)  # CompressionConfig overrides (Table 10)
     fig3: Mapping[str, Any] = field(default_factory=dict)         # {"steps": int | None, "sizes": {name: overrides}}
     sr: Mapping[str, Any] = field(default_factory=dict)           # super-resolution (crossflow.tasks.sr.SRConfig)
+    depth: Mapping[str, Any] = field(default_factory=dict)        # depth (crossflow.tasks.depth.DepthConfig)
 
 
 # Figure 3's model sizes at tiny [open]: flow width/depth and the Text VE's width/depth grow together,
@@ -90,7 +91,10 @@ _PROFILES = {
         fig3={"steps": None, "sizes": _SMOKE_FIG3_SIZES},
         sr={"flow.width": 32, "flow.depth": 2, "flow.heads": 2, "train.steps": 20, "train.batch_size": 16,
             "train.warmup_steps": 2, "train.log_every": 5, "train.ckpt_every": 10, "sample.steps": 4,
-            "data.test_patches_per_photo": 8, "features.steps": 30, "features.width": 8, "features.feat_dim": 16}),
+            "data.test_patches_per_photo": 8, "features.steps": 30, "features.width": 8, "features.feat_dim": 16},
+        depth={"flow.width": 32, "flow.depth": 2, "flow.heads": 2, "train.steps": 20, "train.batch_size": 16,
+               "train.warmup_steps": 2, "train.log_every": 5, "train.ckpt_every": 10, "sample.steps": 4,
+               "data.n_train": 48, "data.n_test": 8, "ve.width": 8}),
     "tiny": Profile(
         "tiny", "the CPU default (2 cores) that makes the committed results/", "cpu",
         "several hours on 2 CPU cores for every artifact (README: measured per artifact)",
@@ -108,7 +112,8 @@ _PROFILES = {
         evaluators={},                                # the EvalConfig defaults are the tiny evaluators
         compression={},                               # the CompressionConfig defaults are the tiny ones
         fig3={"steps": 300, "sizes": _FIG3_TINY_SIZES},
-        sr={}),                                       # the SRConfig defaults are the tiny super-resolution sizes
+        sr={},                                        # the SRConfig defaults are the tiny super-resolution sizes
+        depth={}),                                    # the DepthConfig defaults are the tiny depth sizes
     "gpu": Profile(
         "gpu", "one 80 GB GPU: each artifact a real step up from tiny on the same 32x32 domain", "cuda",
         "estimated 3.9 GPU-hours of network compute for every artifact on one H100 at the rate make gpu-check "

@@ -1,12 +1,15 @@
-"""Small shared helpers: the cache folder, atomic writes, stable hashes."""
+"""Small shared helpers: the cache folder, atomic writes, stable hashes, mean ± sd over seeds."""
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,3 +125,15 @@ def write_json(path, obj) -> None:
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; NaN for one value) over seeds."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan
+
+
+def format_mean_std(values, fmt: str = "{:.3f}") -> str:
+    """"mean ± sd" over seeds (just the mean for one seed)."""
+    m, s = mean_std(values)
+    return fmt.format(m) + ("" if math.isnan(s) else " ± " + fmt.format(s))

@@ -143,6 +143,17 @@ def artifact_flops(profile: str) -> dict[str, dict]:
     out["table6"] = {"train": 3 * seeds * scfg.train.steps * scfg.train.batch_size * sr_train,
                      "sample": seeds * n_test * (2 * scfg.sample.steps + 1) * sr_forward,
                      "what": f"3 methods x {seeds} seeds, {scfg.train.steps} steps x batch {scfg.train.batch_size}"}
+    from crossflow.tasks import depth
+    dcfg = depth.get_depth_config(profile)
+    d_train, d_forward = _depth_flops(dcfg)
+    for art in ("table5", "table9"):
+        nb = notebook_parameters(art)
+        seeds = len(nb["seeds"])
+        n_test = dcfg.data.n_test if art == "table5" else 3
+        out[art] = {"train": 3 * seeds * dcfg.train.steps * dcfg.train.batch_size * d_train if art == "table5" else 0.0,
+                    "sample": seeds * n_test * (2 * dcfg.sample.steps + 1) * d_forward,
+                    "what": (f"3 methods x {seeds} seeds, {dcfg.train.steps} steps x batch {dcfg.train.batch_size}"
+                             if art == "table5" else "Table 5's runs on 3 real images")}
     nb = notebook_parameters("fig9")
     from crossflow.profiles import FAST_SAMPLER
     n_fid = min(nb["n_fid"], ev.fid_samples)
@@ -223,3 +234,21 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+def _depth_flops(cfg, batch: int = 4) -> tuple[float, float]:
+    """(training FLOPs per sample of the costliest method, CrossFlow with its image VE; one flow-network forward
+    per sample with the image concatenated) of a depth config."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from crossflow.tasks.depth import DepthModel
+    torch.manual_seed(0)
+    S = cfg.data.size
+    b = {"image": torch.rand(batch, 3, S, S), "depth": torch.rand(batch, 1, S, S) * 2 - 1}
+    with FlopCounterMode(display=False) as fc:
+        loss, _ = DepthModel(cfg.replace({"method": "crossflow"}))(b, torch.Generator().manual_seed(0))
+        loss.backward()
+    train = fc.get_total_flops() / batch
+    net = DepthModel(cfg.replace({"method": "noise_concat"})).net
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        net(torch.rand(batch, 1, S, S), torch.full((batch,), 0.5), cond=torch.rand(batch, 3, S, S))
+    return train, fc.get_total_flops() / batch

@@ -47,6 +47,8 @@ ARTIFACTS = {
     "precision": ("notebooks/11_precision.ipynb", "The fast (bf16) training step against the committed fp32 step"),
     "table6": ("notebooks/12_table6_superresolution.ipynb", "Table 6: 4x super-resolution on real photographs"),
     "fig9": ("notebooks/13_fig9_guidance.ipynb", "Figure 9: indicator-0 samples, CFG scales and autoguidance"),
+    "table5": ("notebooks/14_table5_depth.ipynb", "Table 5: monocular depth in-domain (synthetic rooms)"),
+    "table9": ("notebooks/15_table9_depth_zeroshot.ipynb", "Table 9: zero-shot depth on real images (Marigold's protocol)"),
 }
 
 

@@ -26,6 +26,8 @@ FIGURES = {
     "precision": ("loss_curves.png", "total_loss_curves.png"),
     "table6": ("crops.png", "psnr_per_photo.png"),
     "fig9": ("unconditional.png", "guidance_curves.png", "guidance_grid.png"),
+    "table5": ("predictions.png",),
+    "table9": ("predictions.png",),
 }
 CHECKS = {
     "t2i": lambda m: m["train_steps"] == 20 and m["n_heldout_prompts"] > 0 and m["flow_params"] > 0,
@@ -53,6 +55,12 @@ CHECKS = {
     "fig9": lambda m: len(m["rows"]) == 7 + 3 and all(r["fid"] > 0 and 0 <= r["geneval"] <= 1 for r in m["rows"])
     and m["verdicts"]["indicator0_plausible"]["verdict"] in ("holds", "fails")
     and m["verdicts"]["cfg_beats_ag"]["verdict"] in ("holds", "fails", "mixed"),
+    "table5": lambda m: set(m["runs"]) == {"crossflow", "noise_concat", "regression"}
+    and all(len(r) == 2 and all(0 <= x["absrel"] and 0 <= x["delta1"] <= 1 for x in r) for r in m["runs"].values())
+    and m["verdict"]["verdict"] in ("holds", "fails", "not testable") and m["mean_depth_map"]["n"] == 8,
+    "table9": lambda m: m["test_images"] == ["motorcycle", "aloe", "quokka"]
+    and all(set(x["per_image"]) == {"motorcycle", "aloe", "quokka"} for r in m["runs"].values() for x in r)
+    and m["verdict"]["verdict"] in ("holds", "fails", "not testable"),
 }
 
 # smaller grids than the notebooks' defaults, so that the smoke runs take seconds

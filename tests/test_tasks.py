@@ -1,6 +1,8 @@
 """Issue 14: tasks as modality pairs (registry, interfaces) and the super-resolution task (Table 6)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -8,25 +10,31 @@ import torch
 from crossflow.config import ConfigError
 
 
-def test_the_task_registry_lists_t2i_and_sr():
+def test_the_task_registry_lists_t2i_sr_and_depth():
     from crossflow.tasks import TASKS, get_task
-    assert sorted(TASKS) == ["sr", "t2i"]
+    assert sorted(TASKS) == ["depth", "sr", "t2i"]
     for task in TASKS.values():
         impl = task.impl()
         assert all(hasattr(impl, f) for f in ("build_model", "model_from_dims", "config_from_dict")), task.name
-    with pytest.raises(KeyError, match="registered: t2i, sr"):
-        get_task("depth")
+        assert all(Path(nb).is_file() for nb in task.notebooks), task.notebooks
+    for name in ("sr", "depth"):                            # what crossflow.tasks.runs trains with
+        assert callable(get_task(name).impl().training_data)
+    with pytest.raises(KeyError, match="registered: t2i, sr, depth"):
+        get_task("captioning")
 
 
-def test_sr_uses_no_text_specific_code():
-    """The super-resolution module imports nothing of the text side (encoders, Text VE, features, scenes)."""
+@pytest.mark.parametrize("module", ["sr", "depth", "runs"])
+def test_pixel_tasks_use_no_text_specific_code(module):
+    """The super-resolution and depth modules import nothing of the text side (encoders, Text VE, features,
+    scenes, the experiments of the text-to-image tables)."""
     import ast
-    from pathlib import Path
+    import importlib
 
-    import crossflow.tasks.sr as sr
-    tree = ast.parse(Path(sr.__file__).read_text())
+    mod = importlib.import_module(f"crossflow.tasks.{module}")
+    tree = ast.parse(Path(mod.__file__).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    for bad in ("encoders", "models.text_ve", "models.crossflow", "features", "data.scenes", "pipeline"):
+    for bad in ("encoders", "models.text_ve", "models.crossflow", "features", "data.scenes", "pipeline",
+                "experiments", "experiments.protocol"):
         assert not any(m.endswith(bad) for m in imported), bad
 
 

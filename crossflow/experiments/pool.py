@@ -3,7 +3,6 @@ reused when its result.json holds the same spec (crossflow.experiments)."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -14,8 +13,7 @@ from typing import Sequence
 import torch
 
 from ..config import Config, config_from_dict, to_dict
-from ..device import ENV_VAR as DEVICE_ENV
-from ..device import default_device
+from ..device import default_device, init_worker
 from ..progress import tqdm
 from ..utils import stable_hash
 
@@ -163,17 +161,6 @@ def make_job(row: str, cfg: Config, seed: int, root, guidance: Sequence[Guidance
                tuple(int(s) for s in eval_at), geneval, asdict((eval_cfg or cfg).text))
 
 
-def _init_worker(gpus=None):
-    """A worker process: one thread; with ``gpus`` (a queue of GPU indices) it takes one GPU for its lifetime."""
-    if gpus is not None:                                 # before CUDA is initialised in this process
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())
-        os.environ[DEVICE_ENV] = "cuda"
-    torch.set_num_threads(1)
-    os.environ["TQDM_DISABLE"] = "1"                     # the parent shows one bar over jobs
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()
-
-
 def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = False) -> list[JobResult]:
     """Run every job (results in the order given). ``workers`` > 1: that many one-thread processes on the CPU;
     on CUDA (crossflow.device.default_device()) one worker per visible GPU instead, whatever ``workers`` says.
@@ -210,7 +197,7 @@ def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = Fals
         for job in todo:
             finish(job, run_job(job, force=force))
     else:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(gpus,)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(gpus,)) as pool:
             futures = {pool.submit(run_job, job, force): job for job in todo}
             for fut in as_completed(futures):
                 job = futures[fut]

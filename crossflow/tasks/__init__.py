@@ -9,7 +9,7 @@ encoder losses and its evaluators. The objective is the same for all of them
 
     >>> from crossflow.tasks import TASKS
     >>> sorted(TASKS)
-    ['sr', 't2i']
+    ['depth', 'sr', 't2i']
 """
 from .base import TASKS, PixelCodec, SourceEncoder, TargetCodec, Task, get_task, task_of
 

@@ -47,7 +47,8 @@ class Task:
     source: str                  # the source modality and its encoder, in words
     target: str                  # the target modality and its codec, in words
     paper: str                   # which of the paper's tables and figures it reproduces
-    module: str                  # the module with build_model(cfg, features), model_from_dims(cfg, dims), config_from_dict(d)
+    module: str                  # the module with build_model(cfg, data), model_from_dims(cfg, dims), config_from_dict(d)
+                                 # (and training_data(cfg) for crossflow.tasks.runs)
     notebooks: tuple[str, ...]
 
     def impl(self) -> ModuleType:
@@ -62,6 +63,9 @@ TASKS = MappingProxyType({
     "sr": Task("sr", "low resolution -> high resolution (4x)", "bicubic-upsampled low-resolution pixels",
                "high-resolution pixels (PixelCodec)", "Table 6", "crossflow.tasks.sr",
                ("notebooks/12_table6_superresolution.ipynb",)),
+    "depth": Task("depth", "image -> depth map", "RGB image -> image VE (variational, trained with RGB "
+                  "reconstruction)", "depth map in pixels, min-max normalised per map", "Tables 5 and 9",
+                  "crossflow.tasks.depth", ("notebooks/14_table5_depth.ipynb", "notebooks/15_table9_depth_zeroshot.ipynb")),
 })
 
 

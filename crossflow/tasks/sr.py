@@ -19,9 +19,7 @@ Sections: config, data, model, sampling, metrics (PSNR / SSIM / FID with a patch
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,7 +33,9 @@ from ..device import randn
 from ..flow import flow_matching_loss
 from ..models.flow_transformer import FlowTransformer
 from ..sampling import _t, solve
+from ..utils import format_mean_std, mean_std  # noqa: F401  (the notebook's table cells)
 from .base import PixelCodec
+from .runs import train_runs  # noqa: F401  (sr.train_runs: the notebook's entry point)
 
 METHODS = ("crossflow", "noise_concat", "regression")
 
@@ -429,56 +429,8 @@ def direct_vs_concat_verdict(runs: dict[str, list[dict]], a: str = "crossflow", 
     return {"verdict": verdict, "per_metric": per, "text": text}
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    v = np.asarray(values, dtype=np.float64)
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan
-
-
-def format_mean_std(values: list[float], fmt: str = "{:.3f}") -> str:
-    """"mean ± sd" over seeds (just the mean for one seed)."""
-    m, s = mean_std(values)
-    return fmt.format(m) + ("" if math.isnan(s) else " ± " + fmt.format(s))
-
-
 # ----------------------------------------------------------------------------------------------------------
-# Runs: every (method, seed) trained once, in parallel one-thread processes on a CPU; resumable
+# Runs: every (method, seed) trained once (crossflow.tasks.runs), on training_data(cfg)
 # ----------------------------------------------------------------------------------------------------------
 
-def _train_one(cfg_dict: dict, run_dir: str) -> str:
-    from ..train import train
-    cfg = config_from_dict(cfg_dict)
-    train(cfg, training_patches(cfg), run_dir, progress=False)
-    return run_dir
-
-
-def train_runs(cfgs: dict[str, SRConfig], root, workers: int = 2) -> dict[str, Path]:
-    """Train every config into ``root/<name>`` (a finished run is only reloaded; an interrupted one resumes).
-    ``workers`` > 1 on a CPU: that many one-thread processes (crossflow.experiments' worker setup)."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from multiprocessing import get_context
-    from pathlib import Path
-
-    from ..experiments.pool import _init_worker
-    from ..progress import tqdm
-    from ..train import CKPT, read_checkpoint
-    root = Path(root)
-    dirs = {name: root / name for name in cfgs}
-
-    def finished(name):
-        ck = dirs[name] / CKPT
-        return ck.exists() and read_checkpoint(ck)["step"] >= cfgs[name].train.steps
-
-    todo = [n for n in cfgs if not finished(n)]
-    bar = tqdm(total=len(cfgs), initial=len(cfgs) - len(todo), desc="SR runs")
-    if workers <= 1 or len(todo) <= 1 or resolve_device(None).type == "cuda":
-        for n in todo:
-            _train_one(to_dict(cfgs[n]), str(dirs[n]))
-            bar.update(1)
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
-            futures = {pool.submit(_train_one, to_dict(cfgs[n]), str(dirs[n])): n for n in todo}
-            for fut in as_completed(futures):
-                fut.result()
-                bar.update(1)
-    bar.close()
-    return dirs
+training_data = training_patches                          # the task interface: training_data(cfg) -> PairData
