@@ -24,7 +24,7 @@ OPENCV_DATA := /usr/share/doc/opencv-doc/examples/data
 
 .PHONY: all venv data test test-fast test-gpu gpu-check verify reproduce reproduce-t2i reproduce-table3 reproduce-table1 reproduce-fig3 \
         reproduce-table7 reproduce-evaluators reproduce-fig4 reproduce-table8 reproduce-table10 \
-        reproduce-sampler reproduce-precision reproduce-table6 reproduce-fig9 reproduce-table5 reproduce-table9 demo bench lab clean-results
+        reproduce-sampler reproduce-precision reproduce-table6 reproduce-fig9 reproduce-table5 reproduce-table9 demo bench lab status clean-results
 
 all: reproduce
 
@@ -155,3 +155,7 @@ lab: venv data
 
 clean-results:
 	rm -rf results/*/
+
+# which results are current, and what changed in the others (reproduce/deps.py)
+status: venv
+	$(PY) -m reproduce.run status --profile $(PROFILE)

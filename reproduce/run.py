@@ -4,6 +4,7 @@
     python -m reproduce.run t2i --profile smoke --out /tmp/x
     python -m reproduce.run t2i --profile gpu        # one GPU -> results/t2i-gpu/
     python -m reproduce.run t2i -p seed 1 --force
+    python -m reproduce.run status                   # which results are current, and what changed in the others
 
 Profiles come from crossflow/profiles.py. A CUDA profile (gpu-smoke, gpu, paper) refuses to start where torch
 sees no CUDA GPU, unless CROSSFLOW_DEVICE=cpu asks for the CPU explicitly.
@@ -213,6 +214,28 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     return out_dir
 
 
+def status(profile: str = "tiny", results: Path = ROOT / "results") -> list[tuple[str, str]]:
+    """(artifact, state) for every artifact: "current", "stale: <changed parts>" or "not produced"."""
+    out = []
+    for artifact, (nb_rel, _) in ARTIFACTS.items():
+        folder = Path(results) / (artifact if profile == "tiny" else f"{artifact}-{profile}")
+        stamp = folder / "inputs.json"
+        if not (stamp.exists() and (folder / "metrics.json").exists()):
+            out.append((artifact, "not produced"))
+            continue
+        old = json.loads(stamp.read_text())
+        params = {k: v for k, v in old.get("params", {"profile": profile}).items() if k != "out_dir"}
+        parts = input_parts(ROOT / nb_rel, params)
+        digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+        if old.get("hash") == digest:
+            out.append((artifact, "current"))
+        elif old.get("parts"):
+            out.append((artifact, "stale: " + ", ".join(changed_parts(old["parts"], parts))))
+        else:
+            out.append((artifact, "stale (written before per-part hashes were recorded)"))
+    return out
+
+
 def _value(text: str):
     try:
         return ast.literal_eval(text)
@@ -222,7 +245,8 @@ def _value(text: str):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("artifact", choices=sorted(ARTIFACTS) + ["all"])
+    ap.add_argument("artifact", choices=sorted(ARTIFACTS) + ["all", "status"],
+                    help="an artifact, all of them, or status: which results are current and what changed")
     ap.add_argument("--profile", default="tiny", choices=PROFILE_NAMES, help="scale profile (crossflow/profiles.py)")
     ap.add_argument("--out", default=None, help="output folder (default results/<artifact>)")
     ap.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
@@ -230,6 +254,10 @@ def main(argv=None):
     ap.add_argument("--force", action="store_true", help="recompute even if inputs are unchanged")
     a = ap.parse_args(argv)
     params = {k: _value(v) for k, v in a.p}
+    if a.artifact == "status":
+        for art, state in status(a.profile):
+            print(f"{art:<11} {state}")
+        return
     for art in (ARTIFACTS if a.artifact == "all" else [a.artifact]):
         run(art, a.profile, a.out, params, a.force)
 

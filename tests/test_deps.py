@@ -94,3 +94,25 @@ def test_driver_hash_follows_the_parts(tmp_path):
     parts = input_parts(nb, {"profile": "smoke"})
     assert {"notebook", "pyproject.toml", "params", "crossflow.tasks.sr"} <= set(parts)
     assert changed_parts(parts, input_parts(nb, {"profile": "tiny"})) == ["params"]
+
+
+def test_status_lists_every_artifact(tmp_path):
+    """`make status`: one state per artifact; a stamp of the current inputs reads "current", another "stale"."""
+    import json
+
+    from reproduce.run import ARTIFACTS, ROOT, input_parts, status
+    rows = dict(status())
+    assert set(rows) == set(ARTIFACTS)
+    assert all(s in ("current", "not produced") or s.startswith("stale") for s in rows.values())
+    import hashlib
+    folder = tmp_path / "table9-smoke"
+    folder.mkdir()
+    params = {"profile": "smoke"}
+    parts = input_parts(ROOT / ARTIFACTS["table9"][0], params)
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    (folder / "metrics.json").write_text("{}")
+    (folder / "inputs.json").write_text(json.dumps({"hash": digest, "params": params, "parts": parts}))
+    assert dict(status("smoke", tmp_path))["table9"] == "current"
+    (folder / "inputs.json").write_text(json.dumps({"hash": "0", "params": params, "parts": {**parts, "params": "x"}}))
+    assert dict(status("smoke", tmp_path))["table9"] == "stale: params"
+    assert dict(status("smoke", tmp_path))["table5"] == "not produced"

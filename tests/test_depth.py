@@ -172,3 +172,13 @@ def test_competitive_verdict_rule():
     # no baseline better than the mean depth map: nothing to compare
     assert competitive_verdict(runs([0.3, 0.3], [0.31, 0.3], [0.4, 0.4]), reference=0.29)["verdict"] == "not testable"
     assert competitive_verdict(runs([0.3, 0.3], [0.31, 0.3], [0.4, 0.4]), reference=0.35)["verdict"] == "holds"
+
+
+def test_image_ve_is_a_source_encoder_of_the_depth_maps_shape():
+    from crossflow.tasks import SourceEncoder
+    from crossflow.tasks.depth import ImageVE, ImageVEConfig
+    ve = ImageVE(ImageVEConfig(width=8))
+    assert isinstance(ve, SourceEncoder)
+    z0, mu, logvar = ve.encode(torch.rand(2, 3, 16, 16), generator=torch.Generator().manual_seed(0))
+    assert z0.shape == mu.shape == logvar.shape == (2, 1, 16, 16) and not torch.equal(z0, mu)
+    assert ve.reconstruct(z0).shape == (2, 3, 16, 16)
