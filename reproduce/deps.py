@@ -13,7 +13,9 @@ modules that existed only to keep hashes stable. This module follows names inste
 - a module's other top-level statements (calls, ``if``/``try`` blocks, definitions decorated by project code
   such as a registry's ``@register``: what runs on import) are included whenever anything of the module, or
   of a module below its package, is used;
-- what cannot be followed (a module used as a value, ``from m import *``) includes the whole module.
+- what cannot be followed (a module used as a value, ``from m import *``) includes the whole module;
+- a module named in a string is included whole, unless the caller says the code never loads it (the other
+  tasks' modules of the task registry: ``run.py`` passes them as ``unused_modules``).
 
 ``dependencies(code, roots)`` returns the included statements as ``{(module, key): source}``; ``run.py``
 hashes them with the notebook file, pyproject and the parameters.
@@ -28,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("crossflow", "reproduce")
 WHOLE = "*"                                            # request: every definition of a module
+STRING = "*str"                                        # request: a module named in a string (WHOLE, unless unused)
 
 
 class Module:
@@ -125,7 +128,7 @@ class Module:
             elif isinstance(n, ast.Constant) and isinstance(n.value, str) and re.fullmatch(
                     r"(%s)(\.\w+)+" % "|".join(self.packages), n.value):
                 if _module_path(n.value, self.packages, self.root) is not None:   # import_module("...")
-                    out.add((n.value, WHOLE))
+                    out.add((n.value, STRING))
         return out
 
 
@@ -150,8 +153,13 @@ def _module(name: str, root: Path, packages: tuple[str, ...]) -> Module | None:
     return _load(name, root, packages, path.read_text()) if path is not None else None
 
 
-def dependencies(code: str, root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[tuple[str, str], str]:
-    """The project statements ``code`` (a notebook's cells, magics removed) depends on: {(module, index): source}."""
+def dependencies(code: str, root: Path = ROOT, packages: tuple[str, ...] = PACKAGES,
+                 unused_modules: frozenset[str] = frozenset()) -> dict[tuple[str, str], str]:
+    """The project statements ``code`` (a notebook's cells, magics removed) depends on: {(module, index): source}.
+
+    ``unused_modules``: modules that a registry names in a string but that this code never loads (the other tasks'
+    modules of ``crossflow.tasks.TASKS``, which ``task_of(cfg).impl()`` imports only for their own configs); a
+    string naming one of them is not followed. Explicit imports of them always are."""
     root = Path(root)
     top = ast.parse(code)
     notebook = Module.__new__(Module)                  # the notebook as a module named "__main__"
@@ -191,6 +199,10 @@ def dependencies(code: str, root: Path = ROOT, packages: tuple[str, ...] = PACKA
             continue
         seen_req.add(req)
         modname, name = req
+        if name == STRING and modname in unused_modules:
+            continue
+        if name == STRING:
+            name = WHOLE
         m = _module(modname, root, packages)
         if m is None:
             continue

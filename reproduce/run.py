@@ -60,6 +60,16 @@ def notebook_code(notebook: Path) -> str:
                      if not line.lstrip().startswith(("%", "!")))
 
 
+def other_task_modules(notebook: Path) -> frozenset[str]:
+    """The modules of the tasks a notebook does not run: every task but those whose ``notebooks`` list it (a
+    notebook no task lists is a text-to-image one). The task registry names every task's module in a string;
+    these are not the notebook's dependencies."""
+    from crossflow.tasks import TASKS
+    rel = str(Path(notebook).resolve().relative_to(ROOT))
+    mine = {name for name, t in TASKS.items() if rel in t.notebooks} or {"t2i"}
+    return frozenset(t.module for name, t in TASKS.items() if name not in mine)
+
+
 def input_parts(notebook: Path, params: dict) -> dict[str, str]:
     """Short hashes of what an artifact depends on, by part: the notebook file, pyproject, the parameters, and
     per library module the top-level definitions the notebook uses (reproduce/deps.py), not whole files."""
@@ -68,7 +78,8 @@ def input_parts(notebook: Path, params: dict) -> dict[str, str]:
     parts = {"notebook": sha(notebook.read_bytes()), "pyproject.toml": sha((ROOT / "pyproject.toml").read_bytes()),
              "params": sha(json.dumps(params, sort_keys=True).encode())}
     by_module: dict[str, list[str]] = {}
-    for (module, _), source in sorted(dependencies(notebook_code(notebook)).items()):
+    for (module, _), source in sorted(dependencies(notebook_code(notebook),
+                                                   unused_modules=other_task_modules(notebook)).items()):
         by_module.setdefault(module, []).append(source)
     for module, sources in sorted(by_module.items()):
         parts[module] = sha("\0".join(sorted(sources)).encode())

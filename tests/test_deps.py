@@ -116,3 +116,24 @@ def test_status_lists_every_artifact(tmp_path):
     (folder / "inputs.json").write_text(json.dumps({"hash": "0", "params": params, "parts": {**parts, "params": "x"}}))
     assert dict(status("smoke", tmp_path))["table9"] == "stale: params"
     assert dict(status("smoke", tmp_path))["table5"] == "not produced"
+
+
+def test_modules_named_in_strings_can_be_declared_unused(tmp_path):
+    """The task registry names every task's module in a string; an artifact of another task does not depend on
+    them (run.py declares them unused), while explicit imports still count."""
+    _package(tmp_path)
+    before = dependencies(NOTEBOOK, root=tmp_path, packages=("pkg",), unused_modules=frozenset({"pkg.impl"}))
+    _edit(tmp_path, "pkg/impl.py", "return 0", "return 9")
+    assert dependencies(NOTEBOOK, root=tmp_path, packages=("pkg",), unused_modules=frozenset({"pkg.impl"})) == before
+    code = NOTEBOOK + "from pkg.impl import go\ngo()\n"
+    before = dependencies(code, root=tmp_path, packages=("pkg",), unused_modules=frozenset({"pkg.impl"}))
+    _edit(tmp_path, "pkg/impl.py", "return 9", "return 8")
+    assert dependencies(code, root=tmp_path, packages=("pkg",), unused_modules=frozenset({"pkg.impl"})) != before
+
+
+def test_text_to_image_artifacts_do_not_depend_on_the_pixel_tasks():
+    from reproduce.run import ARTIFACTS, ROOT, input_parts
+    t2i = input_parts(ROOT / ARTIFACTS["table7"][0], {"profile": "tiny"})
+    assert "crossflow.tasks.t2i" in t2i and not {"crossflow.tasks.sr", "crossflow.tasks.depth"} & set(t2i)
+    table5 = input_parts(ROOT / ARTIFACTS["table5"][0], {"profile": "tiny"})
+    assert "crossflow.tasks.depth" in table5 and "crossflow.tasks.sr" not in table5
