@@ -21,11 +21,83 @@ def result_folder(artifact: str, profile: str = "tiny", results: Path = ROOT / "
     return results / (artifact if profile == "tiny" else f"{artifact}-{profile}")
 
 
+def _recorded_verdict(claim: dict, metrics: dict) -> tuple[str, str]:
+    """(verdict, evidence) as the artifact recorded them in its metrics.json; "no formal verdict" where it
+    recorded numbers and a note only. Nothing is decided here."""
+    m = metrics.get("metrics", metrics)
+    art = claim["artifact"]
+    if art == "table3":
+        v = m.get("verdicts", {})
+        p = claim["part"]
+        found = {k.split("_", 1)[1]: val for k, val in v.items() if k.startswith(f"{p}_")}
+        if not found:
+            return "no formal verdict", ""
+        words = set(found.values())
+        overall = "holds" if words == {"holds"} else "fails" if "fails" in words else "inconclusive"
+        return overall, ", ".join(f"{k}: {val}" for k, val in sorted(found.items()))
+    if art == "fig9":
+        v = m.get("verdicts", {}).get(claim["key"], {})
+        word = v.get("verdict", "no formal verdict")
+        word = "inconclusive (recorded: mixed)" if word == "mixed" else word
+        ev = {"indicator0_plausible": lambda: f"item share {v['indicator0']:.3f} vs real {v['real']:.3f}",
+              "cfg_beats_ag": lambda: f"best CFG FID-domain {v['best_cfg']['fid']:.1f} / GenEval-domain "
+                                      f"{v['best_cfg']['geneval']:.3f}; best AG {v['best_ag']['fid']:.1f} / "
+                                      f"{v['best_ag']['geneval']:.3f}"}
+        try:
+            return word, ev[claim["key"]]()
+        except (KeyError, TypeError):
+            return word, ""
+    if isinstance(m.get("verdict"), dict) and "verdict" in m["verdict"]:       # table5, table6, table9
+        return m["verdict"]["verdict"], m["verdict"].get("text", "").split(": ", 1)[-1]
+    if art == "fig3" and isinstance(m.get("verdict"), dict):
+        return "no formal verdict", f"sizes: {m['verdict'].get('size')}; steps: {m['verdict'].get('steps')}"
+    if art == "table1":
+        cf, base = m.get("crossflow", [{}])[0].get("test", {}), m.get("baseline", [{}])[0].get("test", {})
+        if cf and base:
+            return "no formal verdict", (f"FID-domain {cf['fid']:.1f} vs {base['fid']:.1f}, CLIPScore-domain "
+                                         f"{cf['clip']:.3f} vs {base['clip']:.3f} (one seed)")
+    if art == "table7" and "geneval" in m:
+        g = m["geneval"]["overall"] if isinstance(m["geneval"], dict) else m["geneval"]
+        return "no formal verdict", (f"GenEval-domain {g:.3f}; FID-domain {m['fid']:.1f} (real-vs-real floor "
+                                     f"{m['fid_real_floor']:.1f})")
+    return "no formal verdict", "numbers and a note only (see the artifact)"
+
+
+def scoreboard(results: Path = ROOT / "results", profile: str = "tiny") -> str:
+    """The claims table at the top of REPORT.md: every claim of reproduce.paper_numbers.CLAIMS with the verdict its
+    artifact recorded, the evidence, the paper's numbers, and whether the artifact's results are current."""
+    from reproduce.paper_numbers import CLAIMS
+    from reproduce.run import status
+    states = dict(status(profile, results))
+    rows = ["| # | claim (paper) | paper | verdict here | evidence here | artifact | results |",
+            "|---|---|---|---|---|---|---|"]
+    counts: dict[str, int] = {}
+    for c in CLAIMS:
+        folder = result_folder(c["artifact"], profile, results)
+        if not (folder / "metrics.json").exists():
+            verdict, evidence, link, state = "missing", "not produced yet", c["artifact"], "-"
+        else:
+            verdict, evidence = _recorded_verdict(c, json.loads((folder / "metrics.json").read_text()))
+            link = f"[{c['artifact']}]({folder.name}/)"
+            state = states.get(c["artifact"], "-")
+            state = "stale inputs" if state.startswith("stale") else state
+        counts[verdict] = counts.get(verdict, 0) + 1
+        rows.append(f"| {c['id']} | {c['claim']} | {c['paper']} | **{verdict}** | {evidence.replace('|', '/')} | "
+                    f"{link} | {state} |")
+    summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return ("## Claims scoreboard\n\n"
+            f"{len(CLAIMS)} claims: {summary}. Each verdict is the one its artifact recorded by a rule fixed before "
+            "it ran (see the artifact's notes); \"no formal verdict\" = the artifact reports numbers and a note "
+            "only; \"stale inputs\" = the code the artifact depends on changed since it ran (`make status` says "
+            "what; text-to-image results are bit-identical through this version's refactors, a test checks it). "
+            "These are tiny-profile answers, not the paper's scale.\n\n" + "\n".join(rows) + "\n")
+
+
 def build(results: Path = ROOT / "results", profile: str = "tiny") -> str:
     parts = ["# Paper vs ours: every artifact\n",
              "Generated by `python -m reproduce.summary` from the files in `results/`. Our numbers come from the "
              "profile named beside them (never the paper's setting) and often use different metric networks; "
-             "see each table's notes.\n"]
+             "see each table's notes.\n\n", scoreboard(results, profile)]
     for artifact, (notebook, what) in ARTIFACTS.items():
         folder = result_folder(artifact, profile, results)
         if not (folder / "metrics.json").exists():
