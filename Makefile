@@ -56,6 +56,12 @@ data:
 	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q opencv-doc >/dev/null 2>&1)) || \
 	  echo "could not install opencv-doc; Tables 6, 5 and 9 need it (README: Data)"; \
 	fi
+	@if ! command -v java >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian package default-jre-headless (Java for pycocoevalcap's tokenizer and METEOR)"; \
+	  (apt-get install -y -q default-jre-headless >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q default-jre-headless >/dev/null 2>&1)) || \
+	  echo "could not install a Java runtime; caption metrics need it (README: Data)"; \
+	fi
 	@if [ ! -f .cache/downloads/imgaug-0.4.0-py2.py3-none-any.whl ]; then \
 	  echo "fetching the imgaug 0.4.0 wheel (files only: the quokka depth map of Table 9)"; \
 	  $(PY) -m pip download --no-deps --quiet imgaug==0.4.0 -d .cache/downloads || \
