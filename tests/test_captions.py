@@ -5,10 +5,11 @@ import pytest
 
 from crossflow.evaluate.captions import caption_scores, java_available, spice_unavailable_reason
 
-pytestmark = pytest.mark.skipif(not java_available(), reason="no Java runtime: `make data` installs "
+needs_java = pytest.mark.skipif(not java_available(), reason="no Java runtime: `make data` installs "
                                 "default-jre-headless as root (pycocoevalcap's tokenizer and METEOR need it)")
 
 
+@needs_java
 def test_bleu_and_rouge_of_one_word_changed():
     """hyp "a red bag on the left" vs ref "a red bag on the right": n-gram precisions 5/6, 4/5, 3/4, 2/3, equal
     lengths (no brevity penalty), so BLEU-4 = (5/6 * 4/5 * 3/4 * 2/3) ** (1/4); the longest common subsequence
@@ -20,6 +21,7 @@ def test_bleu_and_rouge_of_one_word_changed():
     assert 0 < s["METEOR"] < 1
 
 
+@needs_java
 def test_cider_of_exact_matches():
     """Exact matches of three different captions: CIDEr-D = 10 x mean over images of the mean over n = 1..4 of
     the n-gram cosine, which is 1 where the caption has n-grams and 0 where it has none: "a red bag" has no
@@ -30,6 +32,7 @@ def test_cider_of_exact_matches():
     assert s["BLEU-4"] == pytest.approx(1.0, abs=1e-6) and s["METEOR"] == pytest.approx(1.0)
 
 
+@needs_java
 def test_spice_is_reported_unavailable_with_its_reason():
     reason = spice_unavailable_reason()
     s = caption_scores({"1": ["a red bag"]}, {"1": "a red bag"})
@@ -42,3 +45,68 @@ def test_spice_is_reported_unavailable_with_its_reason():
 def test_ids_must_match():
     with pytest.raises(ValueError, match="same ids"):
         caption_scores({"1": ["a"]}, {"2": "a"})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The exact semantic score: the caption parser on every template (no Java needed)
+# ---------------------------------------------------------------------------------------------------------
+
+def _article(word):
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+@pytest.mark.parametrize("task", ["single_object", "colors", "two_object", "color_attr", "position", "counting"])
+def test_parser_reads_every_template_exactly(task):
+    """Every template of the task, filled for scenes of every class pair / colour: the parse states exactly the
+    facts the template fills in, and all of them are true of the scene (precision 1)."""
+    from crossflow.data import CLASS_NAMES, Item
+    from crossflow.data.fashion_mnist import plural
+    from crossflow.data.scenes import NUMBER_WORDS, TEMPLATES, cell_name, relation
+    from crossflow.evaluate.caption_facts import parse_caption, scene_facts
+    grid, colors = 2, ("red", "green", "blue", "yellow", "magenta", "white")
+    checked = 0
+    for i, ca in enumerate(range(len(CLASS_NAMES))):
+        cb = (ca + 3) % len(CLASS_NAMES)
+        col, col2 = colors[i % 6], colors[(i + 2) % 6]
+        if task in ("single_object", "colors"):
+            items = [Item(ca, col, i % 4)]
+        elif task == "counting":
+            items = [Item(ca, col, c) for c in range(2 + i % 3)]
+        else:
+            items = [Item(ca, col, 0), Item(cb, col2, 1 if i % 2 else 2)]           # same row or same column
+        first, second = items[0], items[-1]
+        fields = dict(a=_article(first.name), A=_article(f"{first.color} {first.name}"), cls=first.name,
+                      color=first.color, b=_article(second.name), B=_article(f"{second.color} {second.name}"),
+                      color2=second.color, n=NUMBER_WORDS[len(items)], plural=plural(first.name),
+                      pos=cell_name(first.cell, grid), rel=relation(first, second, grid))
+        for template in TEMPLATES[task]:
+            caption = template.format(**fields)
+            facts = parse_caption(caption)
+            assert facts <= scene_facts(items, grid), (caption, facts - scene_facts(items, grid))
+            named = [first] if task in ("single_object", "colors", "counting") else [first, second]
+            expect = {("class", it.name) for it in named}
+            if any(k in template for k in ("{A}", "{B}", "{color}")):
+                expect |= {("color", first.name, first.color)}
+                if any(k in template for k in ("{B}", "{color2}")):
+                    expect |= {("color", second.name, second.color)}
+            if "{n}" in template:
+                expect.add(("count", first.name, len(items)))
+            if template.startswith("one "):
+                expect.add(("count", first.name, 1))
+            if "{pos}" in template:
+                expect.add(("position", first.name, fields["pos"]))
+            if "{rel}" in template:
+                expect.add(("relation", first.name, fields["rel"], second.name))
+            assert facts == expect, (caption, facts ^ expect)
+            checked += 1
+    assert checked == len(CLASS_NAMES) * len(TEMPLATES[task])
+
+
+def test_fact_scores_count_false_statements():
+    from crossflow.data import Item
+    from crossflow.evaluate.caption_facts import fact_scores
+    scene = [Item(5, "red", 0), Item(8, "blue", 1)]                   # a red sandal left of a blue bag
+    good = fact_scores(["a red sandal to the left of a blue bag"], [scene], grid=2)
+    assert good["precision"] == 1.0 and good["recall_class"] == 1.0 and good["recall_color"] == 1.0
+    bad = fact_scores(["a green sandal to the right of a blue bag"], [scene], grid=2)
+    assert bad["precision_color"] == 0.5 and bad["precision_relation"] == 0.0 and bad["precision_class"] == 1.0
