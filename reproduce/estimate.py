@@ -183,6 +183,24 @@ def _sr_flops(cfg, batch: int = 4) -> tuple[float, float]:
     return train, fc.get_total_flops() / batch
 
 
+def _depth_flops(cfg, batch: int = 4) -> tuple[float, float]:
+    """(training FLOPs per sample of the costliest method, CrossFlow with its image VE; one flow-network forward
+    per sample with the image concatenated) of a depth config."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from crossflow.tasks.depth import DepthModel
+    torch.manual_seed(0)
+    S = cfg.data.size
+    b = {"image": torch.rand(batch, 3, S, S), "depth": torch.rand(batch, 1, S, S) * 2 - 1}
+    with FlopCounterMode(display=False) as fc:
+        loss, _ = DepthModel(cfg.replace({"method": "crossflow"}))(b, torch.Generator().manual_seed(0))
+        loss.backward()
+    train = fc.get_total_flops() / batch
+    net = DepthModel(cfg.replace({"method": "noise_concat"})).net
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        net(torch.rand(batch, 1, S, S), torch.full((batch,), 0.5), cond=torch.rand(batch, 3, S, S))
+    return train, fc.get_total_flops() / batch
+
+
 def measured_tflops(profile_report: Path = ROOT / "results" / "gpu-check" / "report.json") -> dict | None:
     """Effective TFLOP/s of the gpu profile's training step as make gpu-check measured it, if it ran."""
     if not profile_report.exists():
@@ -234,21 +252,3 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
-
-
-def _depth_flops(cfg, batch: int = 4) -> tuple[float, float]:
-    """(training FLOPs per sample of the costliest method, CrossFlow with its image VE; one flow-network forward
-    per sample with the image concatenated) of a depth config."""
-    from torch.utils.flop_counter import FlopCounterMode
-    from crossflow.tasks.depth import DepthModel
-    torch.manual_seed(0)
-    S = cfg.data.size
-    b = {"image": torch.rand(batch, 3, S, S), "depth": torch.rand(batch, 1, S, S) * 2 - 1}
-    with FlopCounterMode(display=False) as fc:
-        loss, _ = DepthModel(cfg.replace({"method": "crossflow"}))(b, torch.Generator().manual_seed(0))
-        loss.backward()
-    train = fc.get_total_flops() / batch
-    net = DepthModel(cfg.replace({"method": "noise_concat"})).net
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        net(torch.rand(batch, 1, S, S), torch.full((batch,), 0.5), cond=torch.rand(batch, 3, S, S))
-    return train, fc.get_total_flops() / batch

@@ -180,3 +180,17 @@ def test_paired_verdict_rule_and_its_false_alarm_rate():
         tie_alarms += paired_verdict(a, b, **tie)["verdict"] == "fails"
     assert 0.08 <= alarms / n_sim <= 0.12, alarms / n_sim
     assert 0.08 <= tie_alarms / n_sim <= 0.12, tie_alarms / n_sim
+
+
+def test_scripts_define_everything_before_their_main_block():
+    """`python -m reproduce.X` runs the `if __name__ == "__main__"` block where it stands: a function defined
+    below it does not exist yet when main() runs (a NameError that importing the module in a test never sees)."""
+    import ast
+
+    from reproduce.run import ROOT
+    for f in sorted((ROOT / "reproduce").glob("*.py")) + sorted((ROOT / "crossflow").rglob("*.py")):
+        body = ast.parse(f.read_text()).body
+        mains = [i for i, n in enumerate(body) if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test)]
+        if mains:
+            after = [n for n in body[mains[0] + 1:] if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Assign))]
+            assert not after, f"{f.relative_to(ROOT)}: {[getattr(n, 'name', 'assignment') for n in after]} after the main block"
