@@ -250,7 +250,6 @@ def crops_figure(test, rows: dict[str, torch.Tensor], index: list[int], title: s
     return fig
 
 
-
 def depth_figure(images: torch.Tensor, gt: np.ndarray, preds: Mapping[str, np.ndarray], labels: Sequence[str],
                  error_of: str | None = None, title: str = ""):
     """One row per test image: the input, the ground truth, each method's prediction aligned to it (Marigold's

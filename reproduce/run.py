@@ -86,10 +86,11 @@ def input_parts(notebook: Path, params: dict) -> dict[str, str]:
     return parts
 
 
-def inputs_hash(notebook: Path, params: dict) -> str:
-    """Hash of what an artifact depends on (:func:`input_parts`). A change elsewhere in the library (another
-    artifact's code, an unused function of a module this one imports, a comment) does not make it stale."""
-    return hashlib.sha256(json.dumps(input_parts(notebook, params), sort_keys=True).encode()).hexdigest()[:16]
+def parts_hash(parts: dict[str, str]) -> str:
+    """The one hash of an artifact's inputs (:func:`input_parts`), stored in its inputs.json. A change elsewhere in
+    the library (another artifact's code, an unused function of a module this one imports, a comment) does not
+    change it."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def changed_parts(old: dict, new: dict) -> list[str]:
@@ -170,7 +171,7 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     params = {"profile": profile, "out_dir": str(out_dir), **(params or {})}
     stamp = out_dir / "inputs.json"
     parts = input_parts(notebook, {k: v for k, v in params.items() if k != "out_dir"})
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    digest = parts_hash(parts)
     old_stamp = json.loads(stamp.read_text()) if stamp.exists() else {}
     if not force and old_stamp.get("hash") == digest and (out_dir / "metrics.json").exists():
         print(f"[reproduce] {artifact}: inputs unchanged ({digest}); results in {out_dir} are current. "
@@ -237,7 +238,7 @@ def status(profile: str = "tiny", results: Path = ROOT / "results") -> list[tupl
         old = json.loads(stamp.read_text())
         params = {k: v for k, v in old.get("params", {"profile": profile}).items() if k != "out_dir"}
         parts = input_parts(ROOT / nb_rel, params)
-        digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+        digest = parts_hash(parts)
         if old.get("hash") == digest:
             out.append((artifact, "current"))
         elif old.get("parts"):

@@ -100,16 +100,15 @@ def test_status_lists_every_artifact(tmp_path):
     """`make status`: one state per artifact; a stamp of the current inputs reads "current", another "stale"."""
     import json
 
-    from reproduce.run import ARTIFACTS, ROOT, input_parts, status
+    from reproduce.run import ARTIFACTS, ROOT, input_parts, parts_hash, status
     rows = dict(status())
     assert set(rows) == set(ARTIFACTS)
     assert all(s in ("current", "not produced") or s.startswith("stale") for s in rows.values())
-    import hashlib
     folder = tmp_path / "table9-smoke"
     folder.mkdir()
     params = {"profile": "smoke"}
     parts = input_parts(ROOT / ARTIFACTS["table9"][0], params)
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    digest = parts_hash(parts)
     (folder / "metrics.json").write_text("{}")
     (folder / "inputs.json").write_text(json.dumps({"hash": digest, "params": params, "parts": parts}))
     assert dict(status("smoke", tmp_path))["table9"] == "current"

@@ -379,8 +379,6 @@ def competitive_verdict(runs: dict[str, list[dict]], reference: float | None = N
             "better_than_all_seeds": below_all, "margin": margin, "text": text}
 
 
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Runs and their evaluation
 # ----------------------------------------------------------------------------------------------------------
