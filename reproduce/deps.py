@@ -36,10 +36,10 @@ STRING = "*str"                                        # request: a module named
 class Module:
     """One project module: its top-level definitions, what each requests, and its always-run statements."""
 
-    def __init__(self, name: str, path: Path, packages: tuple[str, ...], root: Path = ROOT):
+    def __init__(self, name: str, path: Path, packages: tuple[str, ...], root: Path = ROOT, text: str | None = None):
         self.name, self.path, self.packages, self.root = name, path, packages, root
         self.package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        tree = ast.parse(path.read_text())
+        tree = ast.parse(path.read_text() if text is None else text)
         self.defs: dict[str, list[int]] = {}          # name -> indices of the statements that bind it
         self.aliases: dict[str, tuple[str, str]] = {}  # local name -> (module, name or WHOLE) it imports
         self.sources: list[str] = []
@@ -145,7 +145,8 @@ def _module_path(name: str, packages, root: Path = None) -> Path | None:
 
 @lru_cache(maxsize=256)
 def _load(name: str, root: Path, packages: tuple[str, ...], text: str) -> Module:
-    return Module(name, _module_path(name, packages, root), packages, root)
+    """Parsed once per module text (the text is the cache key: an edited file is parsed again)."""
+    return Module(name, _module_path(name, packages, root), packages, root, text)
 
 
 def _module(name: str, root: Path, packages: tuple[str, ...]) -> Module | None:
