@@ -163,6 +163,22 @@ _PROFILES = {k: v for k, v in _PROFILES.items() if k in ("smoke", "tiny")} | {
         description="the smoke sizes on one CUDA GPU: every notebook in minutes (GPU CI, make gpu-check)",
         runtime="make gpu-check at these sizes: 27 s on one H100 (features 5 s, training 1 s, evaluators 6 s; "
                 "results/gpu-check); every notebook not timed on a GPU yet"),
+} | {
+    # [open] What one GPU does in minutes for the comparison notebooks (issue 15): the tiny data, autoencoder and
+    # evaluators; evaluation at adequate n (2,000 test / 500 validation captions, disjoint, from 5,000 test
+    # scenes); comparison models twice as wide as tiny's (~2.5M parameters) at 4x its batch, so that Table 3 with
+    # 4 seeds fits ~10 minutes of one GPU with several workers sharing it.
+    "gpu-short": Profile(
+        "gpu-short", "minutes on one GPU: the tiny data and evaluators, comparison models 2x wider at 4x the batch, "
+        "evaluated at n = 2,000", "cuda",
+        "Table 3 with 4 seeds: measured on one H200 (results/table3-gpu-short/README.md); other artifacts not timed",
+        config={"data.num_test": 5000},
+        experiment={"flow.width": 128, "flow.depth": 4, "flow.heads": 4, "text_ve.width": 128, "text_ve.ffn": 256,
+                    "train.steps": 500, "train.batch_size": 256, "train.warmup_steps": 50, "train.log_every": 10,
+                    "train.ckpt_every": 100, "sample.steps": 25},
+        eval_sizes={"n_val": 500, "n_test": 2000},
+        evaluators={"threads": 0},
+        fig3={"steps": 300, "sizes": _FIG3_TINY_SIZES}),
 } | {k: v for k, v in _PROFILES.items() if k not in ("smoke", "tiny")}
 
 PROFILES: Mapping[str, Profile] = MappingProxyType(_PROFILES)

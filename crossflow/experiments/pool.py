@@ -163,14 +163,16 @@ def make_job(row: str, cfg: Config, seed: int, root, guidance: Sequence[Guidance
 
 def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = False) -> list[JobResult]:
     """Run every job (results in the order given). ``workers`` > 1: that many one-thread processes on the CPU;
-    on CUDA (crossflow.device.default_device()) one worker per visible GPU instead, whatever ``workers`` says.
+    on CUDA (crossflow.device.default_device()) ``workers`` processes (at least one per visible GPU) take the
+    GPUs round-robin: several small models share a GPU well, since their steps are launch-bound. Jobs start seed
+    by seed, so an interrupted table holds whole seeds.
 
     Finished jobs (``result.json`` with the same spec) are read back, not rerun; interrupted ones resume
     from their last checkpoint. ``log``: a file path that gets one line per finished job (tail -f it)."""
-    from .protocol import _CACHE, _features, run_job
-    todo = [j for j in jobs if force or load_result(j) is None]
+    from .protocol import _CACHE, _features, _features_key, run_job
+    todo = sorted((j for j in jobs if force or load_result(j) is None), key=lambda j: j.seed)
     from ..evaluate import load_evaluators
-    for j in todo:                                       # warm the caches once here, not in every worker
+    for j in {_features_key(j.cfg): j for j in todo}.values():   # warm each cache once here, not in every worker
         _features(j.cfg)
     for text in {json.dumps(j.eval_text, sort_keys=True) for j in todo}:
         j = next(j for j in todo if json.dumps(j.eval_text, sort_keys=True) == text)
@@ -189,10 +191,10 @@ def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = Fals
 
     ctx, gpus = get_context("spawn"), None
     if default_device().type == "cuda":
-        workers = torch.cuda.device_count()
+        workers = max(workers, torch.cuda.device_count())
         gpus = ctx.Queue()
         for i in range(workers):
-            gpus.put(i)
+            gpus.put(i % torch.cuda.device_count())
     if workers <= 1 or len(todo) <= 1:
         for job in todo:
             finish(job, run_job(job, force=force))

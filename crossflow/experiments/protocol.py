@@ -25,10 +25,14 @@ from .pool import Guidance, Job, JobResult, load_result
 _CACHE: dict = {}
 
 
+def _features_key(cfg: Config) -> tuple:
+    d = to_dict(cfg)
+    return ("features", stable_hash({"data": d["data"], "text": d["text"], "ae": d["autoencoder"]}))
+
+
 def _features(cfg: Config):
     from ..features import prepare_features
-    d = to_dict(cfg)
-    key = ("features", stable_hash({"data": d["data"], "text": d["text"], "ae": d["autoencoder"]}))
+    key = _features_key(cfg)
     if key not in _CACHE:
         for k in [k for k in _CACHE if k[0] == "features"]:
             del _CACHE[k]                                # one feature set in memory at a time
