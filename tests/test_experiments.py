@@ -10,8 +10,8 @@ import torch
 
 from crossflow.config import ConfigError, get_config
 from crossflow.experiments import (Guidance, JobResult, baseline_config, benchmark_cost, crossover_shape, describe_gaps,
-                                   fid_gaps, gap_sign, generator_parameters, load_result, make_job, run_job,
-                                   sample_images, steps_to_loss)
+                                   fid_gaps, gap_sign, generator_parameters, load_result, make_job, restore_record, run_job,
+                                   sample_images, save_record, steps_to_loss)
 from crossflow.train import phase_at, train
 from reproduce.report import pairwise_verdict
 
@@ -135,6 +135,16 @@ def test_job_trains_evaluates_and_is_reused(smoke_cfg, tmp_path):
     assert res.to_dict() == on_disk and JobResult.from_dict(on_disk) == res
     changed = make_job("c/final", smoke_cfg, 0, tmp_path, guidance=[Guidance()])
     assert load_result(changed) is None, "a different spec must not reuse the result"
+    # committed job records: a fresh run folder is restored from them, never from a record of another spec
+    records = tmp_path / "records"
+    save_record(job, records)
+    assert (records / "c_final-s0.json").read_bytes() == (tmp_path / "c_final-s0" / "result.json").read_bytes()
+    fresh = make_job("c/final", smoke_cfg, 0, tmp_path / "fresh-clone",
+                     guidance=[Guidance(), Guidance("indicator", 2.0), Guidance("autoguidance", 2.0, 0.5)])
+    assert load_result(fresh) is None and restore_record(fresh, records)
+    assert load_result(fresh) == res and not (tmp_path / "fresh-clone" / "c_final-s0" / "step10.pt").exists()
+    other = make_job("c/final", smoke_cfg, 0, tmp_path / "other-clone", guidance=[Guidance()])
+    assert not restore_record(other, records) and load_result(other) is None
 
 
 def test_autoguidance_without_guide_is_an_error(smoke_cfg, smoke_features, tmp_path):

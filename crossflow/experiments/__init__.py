@@ -20,10 +20,10 @@ Modules: ``configs`` (budgets, the matched baseline), ``pool`` (Job, Guidance, r
 ``stats`` (per-seed values, gaps, verdict words). Everything is importable from here as before.
 """
 from .configs import baseline_config, experiment_config, fig3_plan, generator_parameters
-from .pool import Guidance, Job, JobResult, Scores, load_result, make_job, run_jobs
+from .pool import Guidance, Job, JobResult, Scores, load_result, make_job, restore_record, run_jobs, save_record
 from .protocol import (benchmark_cost, evaluate_images, final_loss, run_job, sample_images, steps_to_loss)
 from .stats import crossover_shape, describe_gaps, fid_gaps, gap_sign, per_seed
 
 __all__ = ["baseline_config", "experiment_config", "fig3_plan", "generator_parameters", "Guidance", "Job",
-           "JobResult", "Scores", "load_result", "make_job", "run_jobs", "benchmark_cost", "evaluate_images", "final_loss", "run_job",
+           "restore_record", "save_record", "JobResult", "Scores", "load_result", "make_job", "run_jobs", "benchmark_cost", "evaluate_images", "final_loss", "run_job",
            "sample_images", "steps_to_loss", "crossover_shape", "describe_gaps", "fid_gaps", "gap_sign", "per_seed"]

@@ -161,14 +161,20 @@ def make_job(row: str, cfg: Config, seed: int, root, guidance: Sequence[Guidance
                tuple(int(s) for s in eval_at), geneval, asdict((eval_cfg or cfg).text))
 
 
-def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = False) -> list[JobResult]:
+def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = False, records=None) -> list[JobResult]:
     """Run every job (results in the order given). ``workers`` > 1: that many one-thread processes on the CPU;
     on CUDA (crossflow.device.default_device()) ``workers`` processes (at least one per visible GPU) take the
     GPUs round-robin: several small models share a GPU well, since their steps are launch-bound. Jobs start seed
     by seed, so an interrupted table holds whole seeds.
 
     Finished jobs (``result.json`` with the same spec) are read back, not rerun; interrupted ones resume
-    from their last checkpoint. ``log``: a file path that gets one line per finished job (tail -f it)."""
+    from their last checkpoint. ``log``: a file path that gets one line per finished job (tail -f it).
+    ``records``: a folder committed with the results (e.g. results/table3/jobs) that keeps every finished job's
+    result.json as ``<run folder name>.json``; a job recorded there with the same spec is restored into its run
+    folder instead of rerun, so a fresh clone (or another machine) resumes a long table where it stopped."""
+    if records is not None and not force:
+        for j in jobs:
+            restore_record(j, records)
     from .protocol import _CACHE, _features, _features_key, run_job
     todo = sorted((j for j in jobs if force or load_result(j) is None), key=lambda j: j.seed)
     from ..evaluate import load_evaluators
@@ -183,6 +189,8 @@ def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = Fals
 
     def finish(job, res):
         done[job.run_dir] = res
+        if records is not None:
+            save_record(job, records)
         bar.update(1)
         if log:
             with open(log, "a") as f:
@@ -208,7 +216,41 @@ def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = Fals
                 except Exception as e:
                     raise RuntimeError(f"job {job.row} (seed {job.seed}, {job.run_dir}) failed: {e}") from e
     bar.close()
+    if records is not None:                              # jobs finished before records were kept
+        for j in jobs:
+            save_record(j, records)
     return [done.get(j.run_dir) or load_result(j) for j in jobs]
+
+
+def _record_path(job: Job, records) -> Path:
+    return Path(records) / f"{Path(job.run_dir).name}.json"
+
+
+def save_record(job: Job, records) -> None:
+    """Copy the job's finished result.json into ``records`` (atomically; unchanged records are not rewritten)."""
+    src, dst = Path(job.run_dir) / "result.json", _record_path(job, records)
+    if src.exists() and (not dst.exists() or dst.read_bytes() != src.read_bytes()):
+        from ..utils import atomic_path
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(dst) as tmp:
+            Path(tmp).write_bytes(src.read_bytes())
+
+
+def restore_record(job: Job, records) -> bool:
+    """Put the recorded result of ``job`` into its run folder if the run has none and the record's spec matches
+    (a record of another spec is left alone: the job runs). True if restored."""
+    rec = _record_path(job, records)
+    if load_result(job) is not None or not rec.exists():
+        return False
+    try:
+        res = json.loads(rec.read_text())
+    except ValueError:
+        return False
+    if res.get("spec_hash") != job.spec_hash():
+        return False
+    from ..utils import write_json
+    write_json(Path(job.run_dir) / "result.json", res)
+    return True
 
 
 def load_result(job: Job) -> JobResult | None:
