@@ -183,3 +183,36 @@ def paired_verdict(a: Sequence[float], b: Sequence[float], *, paper_a: float, pa
         verdict, expect = ("holds" if hi < 0 else "fails" if lo > 0 else "inconclusive"), "b better"
     return {"verdict": verdict, "paper": expect, "mean_diff": mean, "interval": (low, high), "level": level,
             "seeds": len(a)}
+
+
+def paired_part_verdict(paper: Mapping[str, float], ours: Mapping[str, Sequence[float]], *, lower_is_better: bool,
+                        paper_noise: float = 0.0, level: float = 1 - FALSE_ALARM) -> dict:
+    """One verdict for a part of a table (Table 3a-e) from :func:`paired_verdict` on every pair of its rows (rows
+    trained with the same seeds): **fails** if some pair fails, **holds** if every pair holds, else
+    **inconclusive**. With fewer than two seeds nothing is decided ("inconclusive"). With k pairs and no true
+    differences, a spurious "fails" comes out with probability up to about k x 5% (each tie pair: 10%), so a part's
+    "fails" is read with its pairs, which come with it."""
+    labels = list(paper)
+    if min(len(ours[k]) for k in labels) < 2:
+        return {"verdict": "inconclusive", "pairs": [], "reason": "fewer than two seeds"}
+    pairs = [{"a": a, "b": b, **paired_verdict(ours[a], ours[b], paper_a=paper[a], paper_b=paper[b],
+                                             lower_is_better=lower_is_better, paper_noise=paper_noise, level=level)}
+             for i, a in enumerate(labels) for b in labels[i + 1:]]
+    words = {p["verdict"] for p in pairs}
+    return {"verdict": "fails" if "fails" in words else "holds" if words == {"holds"} else "inconclusive",
+            "pairs": pairs}
+
+
+NOT_TESTABLE = "not testable at this scale"
+
+
+def guidance_effect(none_fid: Sequence[float], guided_fid: Sequence[float], level: float = 1 - FALSE_ALARM) -> dict:
+    """Is there guidance to test? Per seed, the validation FID-domain of no guidance and of the best guided setting
+    (the grid's minimum); the guidance works when the paired interval of (guided - none) lies wholly below 0 (issue
+    15: a guidance claim is only tested where the guidance beats scale 1 beyond the seed spread; otherwise the
+    verdict is :data:`NOT_TESTABLE`)."""
+    if len(none_fid) < 2:
+        return {"works": False, "mean_diff": None, "interval": None, "seeds": len(none_fid),
+                "reason": "fewer than two seeds"}
+    mean, low, high = paired_interval(guided_fid, none_fid, level)
+    return {"works": bool(high < 0), "mean_diff": mean, "interval": (low, high), "level": level, "seeds": len(none_fid)}

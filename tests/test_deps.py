@@ -181,6 +181,24 @@ def test_paired_verdict_rule_and_its_false_alarm_rate():
     assert 0.08 <= tie_alarms / n_sim <= 0.12, tie_alarms / n_sim
 
 
+def test_part_verdict_and_the_guidance_gate():
+    """A part of Table 3 fails if any pair fails and holds only if every pair holds; guidance is testable only when
+    its best scale beats no guidance on validation beyond the paired interval."""
+    from reproduce.report import guidance_effect, paired_part_verdict
+    paper = {"x": 30.0, "y": 25.0, "z": 24.5}                                   # y vs z: a tie (within 1 FID)
+    good = {"x": [40, 41, 42, 43], "y": [30, 31, 33, 33], "z": [30.5, 30, 33, 33.2]}
+    assert paired_part_verdict(paper, good, lower_is_better=True, paper_noise=1.0)["verdict"] == "holds"
+    flipped = {**good, "x": [20, 21, 22, 23]}
+    res = paired_part_verdict(paper, flipped, lower_is_better=True, paper_noise=1.0)
+    assert res["verdict"] == "fails" and len(res["pairs"]) == 3
+    one_seed = {k: v[:1] for k, v in good.items()}
+    assert paired_part_verdict(paper, one_seed, lower_is_better=True)["verdict"] == "inconclusive"
+    works = guidance_effect([400, 420, 410, 405], [380, 401, 392, 384])
+    assert works["works"] is True and works["mean_diff"] < 0
+    flat = guidance_effect([400, 420, 410, 405], [404, 426, 413, 410])          # the gpu-short pattern: worse
+    assert flat["works"] is False and guidance_effect([400], [380])["works"] is False
+
+
 def test_scripts_define_everything_before_their_main_block():
     """`python -m reproduce.X` runs the `if __name__ == "__main__"` block where it stands: a function defined
     below it does not exist yet when main() runs (a NameError that importing the module in a test never sees)."""
