@@ -79,22 +79,26 @@ _PAPER_CONFIG = {
     "sample.steps": 50, "sample.cfg_scale": 7.0,                                  # [code]
 }
 
+_SMOKE = Profile(
+    "smoke", "seconds per artifact; tests and CI. Numbers it produces mean nothing.", "cpu",
+    "make test: 7-10 min on 2 CPU cores (README, Tests)",
+    config=_SMOKE_CONFIG,
+    experiment={},
+    eval_sizes={"n_val": 24, "n_test": 32},
+    evaluators=_SMOKE_EVALUATORS,
+    compression={"steps": 20, "batch_size": 32},
+    fig3={"steps": None, "sizes": _SMOKE_FIG3_SIZES},
+    sr={"flow.width": 32, "flow.depth": 2, "flow.heads": 2, "train.steps": 20, "train.batch_size": 16,
+        "train.warmup_steps": 2, "train.log_every": 5, "train.ckpt_every": 10, "sample.steps": 4,
+        "data.test_patches_per_photo": 8, "features.steps": 30, "features.width": 8, "features.feat_dim": 16},
+    depth={"flow.width": 32, "flow.depth": 2, "flow.heads": 2, "train.steps": 20, "train.batch_size": 16,
+           "train.warmup_steps": 2, "train.log_every": 5, "train.ckpt_every": 10, "sample.steps": 4,
+           "data.n_train": 48, "data.n_test": 8, "ve.width": 8})
+
+# The registry, smallest first. An artifact depends on its own profile's entry only (reproduce/deps.py prunes the
+# others): adding or changing a profile does not make another profile's results stale.
 _PROFILES = {
-    "smoke": Profile(
-        "smoke", "seconds per artifact; tests and CI. Numbers it produces mean nothing.", "cpu",
-        "make test: 7-10 min on 2 CPU cores (README, Tests)",
-        config=_SMOKE_CONFIG,
-        experiment={},
-        eval_sizes={"n_val": 24, "n_test": 32},
-        evaluators=_SMOKE_EVALUATORS,
-        compression={"steps": 20, "batch_size": 32},
-        fig3={"steps": None, "sizes": _SMOKE_FIG3_SIZES},
-        sr={"flow.width": 32, "flow.depth": 2, "flow.heads": 2, "train.steps": 20, "train.batch_size": 16,
-            "train.warmup_steps": 2, "train.log_every": 5, "train.ckpt_every": 10, "sample.steps": 4,
-            "data.test_patches_per_photo": 8, "features.steps": 30, "features.width": 8, "features.feat_dim": 16},
-        depth={"flow.width": 32, "flow.depth": 2, "flow.heads": 2, "train.steps": 20, "train.batch_size": 16,
-               "train.warmup_steps": 2, "train.log_every": 5, "train.ckpt_every": 10, "sample.steps": 4,
-               "data.n_train": 48, "data.n_test": 8, "ve.width": 8}),
+    "smoke": _SMOKE,
     "tiny": Profile(
         "tiny", "the CPU default (2 cores) that makes the committed results/", "cpu",
         "several hours on 2 CPU cores for every artifact (README: measured per artifact)",
@@ -114,6 +118,27 @@ _PROFILES = {
         fig3={"steps": 300, "sizes": _FIG3_TINY_SIZES},
         sr={},                                        # the SRConfig defaults are the tiny super-resolution sizes
         depth={}),                                    # the DepthConfig defaults are the tiny depth sizes
+    # the smoke sizes, on CUDA
+    "gpu-smoke": replace(
+        _SMOKE, name="gpu-smoke", device="cuda",
+        description="the smoke sizes on one CUDA GPU: every notebook in minutes (GPU CI, make gpu-check)",
+        runtime="make gpu-check at these sizes: 27 s on one H100 (features 5 s, training 1 s, evaluators 6 s; "
+                "results/gpu-check); every notebook not timed on a GPU yet"),
+    # [open] What one GPU does in minutes for the comparison notebooks (issue 15): the tiny data, autoencoder and
+    # evaluators; evaluation at adequate n (2,000 test / 500 validation captions, disjoint, from 5,000 test
+    # scenes); comparison models twice as wide as tiny's (2.2M generator parameters) at 4x its batch, so that
+    # Table 3 with 4 seeds fits minutes of one GPU with workers sharing it (measured: 36 jobs in 5.5 min, 12 workers).
+    "gpu-short": Profile(
+        "gpu-short", "minutes on one GPU: the tiny data and evaluators, comparison models 2x wider at 4x the batch, "
+        "evaluated at n = 2,000", "cuda",
+        "Table 3 with 4 seeds: measured on one H200 (results/table3-gpu-short/README.md); other artifacts not timed",
+        config={"data.num_test": 5000},
+        experiment={"flow.width": 128, "flow.depth": 4, "flow.heads": 4, "text_ve.width": 128, "text_ve.ffn": 256,
+                    "train.steps": 500, "train.batch_size": 256, "train.warmup_steps": 50, "train.log_every": 10,
+                    "train.ckpt_every": 100, "sample.steps": 25},
+        eval_sizes={"n_val": 500, "n_test": 2000},
+        evaluators={"threads": 0},
+        fig3={"steps": 300, "sizes": _FIG3_TINY_SIZES}),
     "gpu": Profile(
         "gpu", "one 80 GB GPU: each artifact a real step up from tiny on the same 32x32 domain", "cuda",
         "estimated 3.9 GPU-hours of network compute for every artifact on one H100 at the rate make gpu-check "
@@ -155,31 +180,6 @@ _PROFILES = {
             "70M": {"flow.width": 512, "flow.depth": 15, "flow.heads": 8},
             "0.95B": {"flow.width": 1280, "flow.depth": 32, "flow.heads": 16}}}),
 }
-
-# gpu-smoke: the smoke sizes, on CUDA (inserted after tiny, so the listing goes from small to large)
-_PROFILES = {k: v for k, v in _PROFILES.items() if k in ("smoke", "tiny")} | {
-    "gpu-smoke": replace(
-        _PROFILES["smoke"], name="gpu-smoke", device="cuda",
-        description="the smoke sizes on one CUDA GPU: every notebook in minutes (GPU CI, make gpu-check)",
-        runtime="make gpu-check at these sizes: 27 s on one H100 (features 5 s, training 1 s, evaluators 6 s; "
-                "results/gpu-check); every notebook not timed on a GPU yet"),
-} | {
-    # [open] What one GPU does in minutes for the comparison notebooks (issue 15): the tiny data, autoencoder and
-    # evaluators; evaluation at adequate n (2,000 test / 500 validation captions, disjoint, from 5,000 test
-    # scenes); comparison models twice as wide as tiny's (~2.5M parameters) at 4x its batch, so that Table 3 with
-    # 4 seeds fits ~10 minutes of one GPU with several workers sharing it.
-    "gpu-short": Profile(
-        "gpu-short", "minutes on one GPU: the tiny data and evaluators, comparison models 2x wider at 4x the batch, "
-        "evaluated at n = 2,000", "cuda",
-        "Table 3 with 4 seeds: measured on one H200 (results/table3-gpu-short/README.md); other artifacts not timed",
-        config={"data.num_test": 5000},
-        experiment={"flow.width": 128, "flow.depth": 4, "flow.heads": 4, "text_ve.width": 128, "text_ve.ffn": 256,
-                    "train.steps": 500, "train.batch_size": 256, "train.warmup_steps": 50, "train.log_every": 10,
-                    "train.ckpt_every": 100, "sample.steps": 25},
-        eval_sizes={"n_val": 500, "n_test": 2000},
-        evaluators={"threads": 0},
-        fig3={"steps": 300, "sizes": _FIG3_TINY_SIZES}),
-} | {k: v for k, v in _PROFILES.items() if k not in ("smoke", "tiny")}
 
 PROFILES: Mapping[str, Profile] = MappingProxyType(_PROFILES)
 

@@ -15,7 +15,9 @@ modules that existed only to keep hashes stable. This module follows names inste
   of a module below its package, is used;
 - what cannot be followed (a module used as a value, ``from m import *``) includes the whole module;
 - a module named in a string is included whole, unless the caller says the code never loads it (the other
-  tasks' modules of the task registry: ``run.py`` passes them as ``unused_modules``).
+  tasks' modules of the task registry: ``run.py`` passes them as ``unused_modules``);
+- a registry written as a dict literal counts with the caller's entries only (``registries``: ``run.py`` keeps
+  the artifact's own profile of ``crossflow.profiles._PROFILES``).
 
 ``dependencies(code, roots)`` returns the included statements as ``{(module, key): source}``; ``run.py``
 hashes them with the notebook file, pyproject and the parameters.
@@ -26,6 +28,7 @@ import ast
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Mapping, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("crossflow", "reproduce")
@@ -36,7 +39,8 @@ STRING = "*str"                                        # request: a module named
 class Module:
     """One project module: its top-level definitions, what each requests, and its always-run statements."""
 
-    def __init__(self, name: str, path: Path, packages: tuple[str, ...], root: Path = ROOT, text: str | None = None):
+    def __init__(self, name: str, path: Path, packages: tuple[str, ...], root: Path = ROOT, text: str | None = None,
+                 keep: tuple[tuple[str, tuple[str, ...]], ...] = ()):
         self.name, self.path, self.packages, self.root = name, path, packages, root
         self.package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         tree = ast.parse(path.read_text() if text is None else text)
@@ -47,7 +51,11 @@ class Module:
         body = tree.body
         if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
             body = body[1:]                            # the module docstring
+        keep_entries = dict(keep)
         for i, stmt in enumerate(body):
+            if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
+                    and stmt.targets[0].id in keep_entries and isinstance(stmt.value, ast.Dict)):
+                stmt = body[i] = _prune_registry(stmt, keep_entries[stmt.targets[0].id])
             self.sources.append(ast.unparse(stmt))
             if isinstance(stmt, (ast.Import, ast.ImportFrom)):
                 for local, target in self._import_targets(stmt):
@@ -143,25 +151,40 @@ def _module_path(name: str, packages, root: Path = None) -> Path | None:
     return None
 
 
+def _prune_registry(stmt: ast.Assign, keys: tuple[str, ...]) -> ast.Assign:
+    """``NAME = {"a": ..., "b": ...}`` with only the entries whose string key is in ``keys`` (others dropped)."""
+    d = stmt.value
+    pairs = [(k, v) for k, v in zip(d.keys, d.values)
+             if not (isinstance(k, ast.Constant) and isinstance(k.value, str)) or k.value in keys]
+    new = ast.Dict(keys=[k for k, _ in pairs], values=[v for _, v in pairs])
+    return ast.copy_location(ast.Assign(targets=stmt.targets, value=new, lineno=stmt.lineno), stmt)
+
+
 @lru_cache(maxsize=256)
-def _load(name: str, root: Path, packages: tuple[str, ...], text: str) -> Module:
+def _load(name: str, root: Path, packages: tuple[str, ...], text: str, keep: tuple = ()) -> Module:
     """Parsed once per module text (the text is the cache key: an edited file is parsed again)."""
-    return Module(name, _module_path(name, packages, root), packages, root, text)
+    return Module(name, _module_path(name, packages, root), packages, root, text, keep)
 
 
-def _module(name: str, root: Path, packages: tuple[str, ...]) -> Module | None:
+def _module(name: str, root: Path, packages: tuple[str, ...], registries: tuple = ()) -> Module | None:
     path = _module_path(name, packages, root)
-    return _load(name, root, packages, path.read_text()) if path is not None else None
+    keep = tuple((var, keys) for (mod, var), keys in registries if mod == name)
+    return _load(name, root, packages, path.read_text(), keep) if path is not None else None
 
 
 def dependencies(code: str, root: Path = ROOT, packages: tuple[str, ...] = PACKAGES,
-                 unused_modules: frozenset[str] = frozenset()) -> dict[tuple[str, str], str]:
+                 unused_modules: frozenset[str] = frozenset(),
+                 registries: Mapping[tuple[str, str], Sequence[str]] | None = None) -> dict[tuple[str, str], str]:
     """The project statements ``code`` (a notebook's cells, magics removed) depends on: {(module, index): source}.
 
     ``unused_modules``: modules that a registry names in a string but that this code never loads (the other tasks'
     modules of ``crossflow.tasks.TASKS``, which ``task_of(cfg).impl()`` imports only for their own configs); a
-    string naming one of them is not followed. Explicit imports of them always are."""
+    string naming one of them is not followed. Explicit imports of them always are.
+
+    ``registries``: {(module, variable): keys}: a registry assigned as a dict literal (the profiles) counts only
+    with the entries of those keys, so an artifact does not depend on other profiles' entries."""
     root = Path(root)
+    regs = tuple(sorted((k, tuple(sorted(v))) for k, v in (registries or {}).items()))
     top = ast.parse(code)
     notebook = Module.__new__(Module)                  # the notebook as a module named "__main__"
     notebook.name, notebook.package, notebook.packages, notebook.root = "__main__", "", packages, root
@@ -183,7 +206,7 @@ def dependencies(code: str, root: Path = ROOT, packages: tuple[str, ...] = PACKA
             if name in entered:
                 continue
             entered.add(name)
-            m = _module(name, root, packages)
+            m = _module(name, root, packages, regs)
             if m is not None:
                 for i in m.always:
                     include(m, i)
@@ -204,7 +227,7 @@ def dependencies(code: str, root: Path = ROOT, packages: tuple[str, ...] = PACKA
             continue
         if name == STRING:
             name = WHOLE
-        m = _module(modname, root, packages)
+        m = _module(modname, root, packages, regs)
         if m is None:
             continue
         enter(modname)

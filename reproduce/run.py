@@ -70,6 +70,10 @@ def other_task_modules(notebook: Path) -> frozenset[str]:
     return frozenset(t.module for name, t in TASKS.items() if name not in mine)
 
 
+# the profile registry: an artifact depends on its own profile's entry, not on the others (reproduce/deps.py)
+PROFILE_REGISTRY = ("crossflow.profiles", "_PROFILES")
+
+
 def input_parts(notebook: Path, params: dict) -> dict[str, str]:
     """Short hashes of what an artifact depends on, by part: the notebook file, pyproject, the parameters, and
     per library module the top-level definitions the notebook uses (reproduce/deps.py), not whole files."""
@@ -78,8 +82,9 @@ def input_parts(notebook: Path, params: dict) -> dict[str, str]:
     parts = {"notebook": sha(notebook.read_bytes()), "pyproject.toml": sha((ROOT / "pyproject.toml").read_bytes()),
              "params": sha(json.dumps(params, sort_keys=True).encode())}
     by_module: dict[str, list[str]] = {}
-    for (module, _), source in sorted(dependencies(notebook_code(notebook),
-                                                   unused_modules=other_task_modules(notebook)).items()):
+    profile = "tiny" if params.get("profile", "tiny") == "custom" else params.get("profile", "tiny")
+    for (module, _), source in sorted(dependencies(notebook_code(notebook), unused_modules=other_task_modules(notebook),
+                                                   registries={PROFILE_REGISTRY: (profile,)}).items()):
         by_module.setdefault(module, []).append(source)
     for module, sources in sorted(by_module.items()):
         parts[module] = sha("\0".join(sorted(sources)).encode())

@@ -93,7 +93,9 @@ def test_driver_hash_follows_the_parts(tmp_path):
     nb = ROOT / ARTIFACTS["table6"][0]
     parts = input_parts(nb, {"profile": "smoke"})
     assert {"notebook", "pyproject.toml", "params", "crossflow.tasks.sr"} <= set(parts)
-    assert changed_parts(parts, input_parts(nb, {"profile": "tiny"})) == ["params"]
+    # another profile: the parameters and the registry entry the artifact now reads
+    assert changed_parts(parts, input_parts(nb, {"profile": "tiny"})) == ["crossflow.profiles", "params"]
+    assert changed_parts(parts, input_parts(nb, {"profile": "smoke", "seed": 1})) == ["params"]
 
 
 def test_status_lists_every_artifact(tmp_path):
@@ -128,6 +130,28 @@ def test_modules_named_in_strings_can_be_declared_unused(tmp_path):
     before = dependencies(code, root=tmp_path, packages=("pkg",), unused_modules=frozenset({"pkg.impl"}))
     _edit(tmp_path, "pkg/impl.py", "return 9", "return 8")
     assert dependencies(code, root=tmp_path, packages=("pkg",), unused_modules=frozenset({"pkg.impl"})) != before
+
+
+def test_a_registry_counts_with_the_callers_entries_only(tmp_path):
+    """The profile registry: a tiny artifact does not depend on the gpu entry (adding or editing another profile
+    leaves it current), but does on its own entry and on what that entry uses."""
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/profiles.py": """
+        BASE = {"steps": 10}
+        OTHER_SIZES = {"steps": 99}
+        _PROFILES = {"tiny": dict(BASE, width=64), "gpu": dict(OTHER_SIZES, width=512)}
+        PROFILES = dict(_PROFILES)
+        """})
+    code = "from pkg.profiles import PROFILES\nPROFILES['tiny']\n"
+    deps = lambda keys: dependencies(code, root=tmp_path, packages=("pkg",),              # noqa: E731
+                                     registries={("pkg.profiles", "_PROFILES"): keys})
+    tiny, gpu = deps(("tiny",)), deps(("gpu",))
+    assert "BASE" in str(tiny) and "OTHER_SIZES" not in str(tiny) and "OTHER_SIZES" in str(gpu)
+    _edit(tmp_path, "pkg/profiles.py", "width=512)}", "width=1024), 'new': dict(BASE)}")
+    _edit(tmp_path, "pkg/profiles.py", '"steps": 99', '"steps": 98')
+    assert deps(("tiny",)) == tiny and deps(("gpu",)) != gpu
+    _edit(tmp_path, "pkg/profiles.py", '"steps": 10', '"steps": 11')
+    assert deps(("tiny",)) != tiny
+    assert "OTHER_SIZES" in str(dependencies(code, root=tmp_path, packages=("pkg",)))   # no registry: everything
 
 
 def test_text_to_image_artifacts_do_not_depend_on_the_pixel_tasks():
