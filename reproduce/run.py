@@ -139,7 +139,11 @@ def check_parameters(artifact: str, params: dict) -> None:
 
 
 def _swap_in(new: Path, final: Path) -> None:
-    """Replace folder ``final`` by ``new`` (two renames; the old results are deleted only after the swap)."""
+    """Replace folder ``final`` by ``new`` (two renames; the old results are deleted only after the swap). A
+    hand-written ``README.md`` of the old results (notes on where and how they ran) is carried over."""
+    notes = final / "README.md"
+    if notes.exists() and not (new / "README.md").exists():
+        shutil.copy2(notes, new / "README.md")
     old = final.with_name(f".{final.name}.old-{os.getpid()}")
     if final.exists():
         os.replace(final, old)

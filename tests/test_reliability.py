@@ -308,3 +308,17 @@ def test_rewriting_results_does_not_make_the_code_dirty():
         assert code_version() == before
     finally:
         probe.unlink(missing_ok=True)
+
+
+def test_results_swap_keeps_hand_written_notes(tmp_path):
+    """A re-run replaces an artifact's folder whole, but keeps its README.md (notes on where it ran, e.g. a GPU)."""
+    from reproduce.run import _swap_in
+    final, new = tmp_path / "table3", tmp_path / ".table3.new"
+    final.mkdir()
+    new.mkdir()
+    (final / "README.md").write_text("trained on one H200")
+    (final / "stale.csv").write_text("old")
+    (new / "table3.csv").write_text("new")
+    _swap_in(new, final)
+    assert sorted(p.name for p in final.iterdir()) == ["README.md", "table3.csv"]
+    assert (final / "README.md").read_text() == "trained on one H200" and not new.exists()
