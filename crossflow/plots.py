@@ -279,3 +279,25 @@ def depth_figure(images: torch.Tensor, gt: np.ndarray, preds: Mapping[str, np.nd
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def caption_figure(images: np.ndarray, refs: Sequence[Sequence[str]], captions: Mapping[str, Sequence[str]],
+                   title: str = "", n_refs_shown: int = 2):
+    """One row per test scene: the image, then its first ``n_refs_shown`` reference captions and each method's
+    caption as text (``captions``: method -> one caption per scene)."""
+    import textwrap
+    n = len(images)
+    fig, axes = plt.subplots(n, 2, figsize=(9.0, 1.25 * n), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 6.5]})
+    for r in range(n):
+        axes[r, 0].imshow(images[r], interpolation="nearest")
+        axes[r, 0].set_xticks([]), axes[r, 0].set_yticks([])
+        lines = [f"reference: {c}" for c in refs[r][:n_refs_shown]]
+        lines += [f"{m}: {caps[r] or '(empty)'}" for m, caps in captions.items()]
+        text = "\n".join(textwrap.shorten(line, 110) for line in lines)
+        axes[r, 1].text(0, 0.5, text, fontsize=6.5, va="center", family="monospace")
+        axes[r, 1].axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

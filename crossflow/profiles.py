@@ -32,6 +32,7 @@ class Profile:
     fig3: Mapping[str, Any] = field(default_factory=dict)         # {"steps": int | None, "sizes": {name: overrides}}
     sr: Mapping[str, Any] = field(default_factory=dict)           # super-resolution (crossflow.tasks.sr.SRConfig)
     depth: Mapping[str, Any] = field(default_factory=dict)        # depth (crossflow.tasks.depth.DepthConfig)
+    caption: Mapping[str, Any] = field(default_factory=dict)      # captioning (crossflow.tasks.caption.CaptionConfig)
 
 
 # Figure 3's model sizes at tiny [open]: flow width/depth and the Text VE's width/depth grow together,
@@ -93,7 +94,12 @@ _SMOKE = Profile(
         "data.test_patches_per_photo": 8, "features.steps": 30, "features.width": 8, "features.feat_dim": 16},
     depth={"flow.width": 32, "flow.depth": 2, "flow.heads": 2, "train.steps": 20, "train.batch_size": 16,
            "train.warmup_steps": 2, "train.log_every": 5, "train.ckpt_every": 10, "sample.steps": 4,
-           "data.n_train": 48, "data.n_test": 8, "ve.width": 8})
+           "data.n_train": 48, "data.n_test": 8, "ve.width": 8},
+    caption={"text_vae.encoder.width": 32, "text_vae.encoder.depth": 1, "text_vae.encoder.heads": 2,
+             "text_vae.encoder.ffn": 64, "text_vae.decoder_width": 32, "text_vae.decoder_depth": 1,
+             "text_vae.heads": 2, "ve.width": 8, "ar.width": 32, "ar.depth": 1, "ar.heads": 2, "flow.width": 32,
+             "flow.depth": 2, "flow.heads": 2, "fit.steps": 20, "fit.batch_size": 16, "fit.warmup_steps": 2,
+             "fit.log_every": 5, "sample.steps": 4, "n_test": 16})
 
 # The registry, smallest first. An artifact depends on its own profile's entry only (reproduce/deps.py prunes the
 # others): adding or changing a profile does not make another profile's results stale.

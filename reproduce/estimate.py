@@ -154,6 +154,13 @@ def artifact_flops(profile: str) -> dict[str, dict]:
                     "sample": seeds * n_test * (2 * dcfg.sample.steps + 1) * d_forward,
                     "what": (f"3 methods x {seeds} seeds, {dcfg.train.steps} steps x batch {dcfg.train.batch_size}"
                              if art == "table5" else "Table 5's runs on 3 real images")}
+    from crossflow.tasks import caption
+    ccfg, nb = caption.get_caption_config(profile), notebook_parameters("table4")
+    c_train, c_forward = _caption_flops(ccfg, main)
+    seeds = len(nb["seeds"])
+    out["table4"] = {"train": seeds * ccfg.fit.steps * ccfg.fit.batch_size * c_train,
+                     "sample": seeds * ccfg.n_test * 2 * ccfg.sample.steps * c_forward,
+                     "what": f"4 models x {seeds} seeds, {ccfg.fit.steps} steps x batch {ccfg.fit.batch_size}"}
     nb = notebook_parameters("fig9")
     from crossflow.profiles import FAST_SAMPLER
     n_fid = min(nb["n_fid"], ev.fid_samples)
@@ -199,6 +206,25 @@ def _depth_flops(cfg, batch: int = 4) -> tuple[float, float]:
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         net(torch.rand(batch, 1, S, S), torch.full((batch,), 0.5), cond=torch.rand(batch, 3, S, S))
     return train, fc.get_total_flops() / batch
+
+
+def _caption_flops(cfg, t2i_cfg, batch: int = 4, text_dim: int = 384) -> tuple[float, float]:
+    """(training FLOPs per sample of the text VAE, the CrossFlow captioner and the autoregressive captioner
+    together, twice the text VAE's for CrossFlow-T2I's decoder; one flow-network forward per sample)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from crossflow.tasks import caption
+    torch.manual_seed(0)
+    shape, n, V = t2i_cfg.latent_shape, t2i_cfg.text.max_length, 100
+    b = {"x": torch.randn(batch, n, text_dim), "mask": torch.ones(batch, n, dtype=torch.bool),
+         "ids": torch.randint(V, (batch, n)), "z_img": torch.randn(batch, *shape), "z_text": torch.randn(batch, *shape)}
+    models = [caption.TextVAE(cfg.text_vae, text_dim, n, shape, V), caption.TextVAE(cfg.text_vae, text_dim, n, shape, V),
+              caption.CrossFlowCaptioner(cfg, shape), caption.ARCaptioner(cfg.ar, shape, n, V)]
+    with FlopCounterMode(display=False) as fc:
+        for m in models:
+            m.loss(b, torch.Generator().manual_seed(0))[0].backward()
+    with torch.no_grad(), FlopCounterMode(display=False) as fw:
+        models[2].net(b["z_img"], torch.full((batch,), 0.5))
+    return fc.get_total_flops() / batch, fw.get_total_flops() / batch
 
 
 def measured_tflops(profile_report: Path = ROOT / "results" / "gpu-check" / "report.json") -> dict | None:
