@@ -216,3 +216,16 @@ def guidance_effect(none_fid: Sequence[float], guided_fid: Sequence[float], leve
                 "reason": "fewer than two seeds"}
     mean, low, high = paired_interval(guided_fid, none_fid, level)
     return {"works": bool(high < 0), "mean_diff": mean, "interval": (low, high), "level": level, "seeds": len(none_fid)}
+
+
+def interval_verdict(diffs: Sequence[float], level: float = 1 - FALSE_ALARM) -> dict:
+    """A one-sided claim "the difference is positive" from paired differences (one per seed, path or prompt): a
+    ``level`` t interval of their mean; **holds** when it lies wholly above 0, **fails** when wholly at or below 0,
+    else **inconclusive** (fewer than two differences: inconclusive)."""
+    if len(diffs) < 2:
+        return {"verdict": "inconclusive", "mean_diff": float(diffs[0]) if diffs else None, "interval": None,
+                "n": len(diffs), "level": level}
+    mean, low, high = paired_interval(list(diffs), [0.0] * len(diffs), level)
+    verdict = "holds" if low > 0 else "fails" if high <= 0 else "inconclusive"
+    return {"verdict": verdict, "mean_diff": float(mean), "interval": (float(low), float(high)), "n": len(diffs),
+            "level": level}

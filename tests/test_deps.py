@@ -223,6 +223,15 @@ def test_part_verdict_and_the_guidance_gate():
     assert flat["works"] is False and guidance_effect([400], [380])["works"] is False
 
 
+def test_interval_verdict():
+    from reproduce.report import interval_verdict
+    assert interval_verdict([0.2, 0.3, 0.25, 0.28])["verdict"] == "holds"
+    assert interval_verdict([-0.2, -0.3, -0.25, -0.28])["verdict"] == "fails"
+    assert interval_verdict([0.2, -0.3, 0.25, -0.28])["verdict"] == "inconclusive"
+    assert interval_verdict([1, 0, 1, 1, 0, 1] * 30)["verdict"] == "holds"          # binary outcomes, n = 180
+    assert interval_verdict([0.5])["verdict"] == "inconclusive"
+
+
 def test_scripts_define_everything_before_their_main_block():
     """`python -m reproduce.X` runs the `if __name__ == "__main__"` block where it stands: a function defined
     below it does not exist yet when main() runs (a NameError that importing the module in a test never sees)."""

@@ -35,11 +35,14 @@ CHECKS = {
     "evaluators": lambda m: m["sanity"]["fid"]["real_test_vs_train"] < m["sanity"]["fid"]["blurred_test_vs_train"]
     and 0 < m["judge"]["overall_accuracy"] <= 1 and 0 <= m["clip_retrieval"]["i2t_r1"] <= 1,
     "table7": lambda m: 0 <= m["geneval"]["overall"] <= 1 and m["fid"] > 0 and m["train_steps"] == 20,
-    "fig4": lambda m: len(m["per_path"]) == 2 * len(m["pairs"]) and set(m["summary"]) == {"text latent", "LM token space"},
+    "fig4": lambda m: len(m["per_path"]) == 2 * len(m["pairs"]) and set(m["summary"]) == {"text latent", "LM token space"}
+    and m["verdict"]["verdict"] in ("holds", "fails", "inconclusive") and m["verdict"]["n"] == len(m["pairs"]),
     "table8": lambda m: all(0 <= m["rates"][k]["success"] <= 1 for k in ("addition", "subtraction", "combination"))
-    and m["rates"]["overall"]["n"] == 3 * m["n_per_kind"],
-    "table10": lambda m: all(0 < r["cosine_sampled"] <= 1 for r in m["reconstruction"].values())
-    and m["compression_ratio"]["padded"] > 1,
+    and m["rates"]["overall"]["n"] == 3 * m["n_per_kind"]
+    and set(m["verdict"]["per_kind"]) == {"addition", "subtraction", "combination"},
+    "table10": lambda m: all(len(v) == 3 and all(0 < r["cosine_sampled"] <= 1 for r in v)
+                             for v in m["reconstruction"].values())
+    and m["compression_ratio"]["padded"] > 1 and m["verdict"]["verdict"] in ("holds", "fails", "inconclusive"),
     "table3": lambda m: len(m["rows"]) == 15 and all(len(r["fid"]) == len(r["clip"]) == 2 for r in m["rows"])
     and set(m["verdicts"]) >= {f"{p}_{k}" for p in "abcde" for k in ("fid", "clip")}
     and all(v in ("holds", "fails", "inconclusive", "not testable at this scale") for v in m["verdicts"].values()),
