@@ -166,3 +166,25 @@ def test_evaluator_cache_from_before_checksum_files_is_adopted(evaluators, smoke
     sidecar(weights).unlink()
     again = load_evaluators(smoke_cfg, progress=False)
     assert again.judge_info["cached"] and sidecar(weights).exists()
+
+
+def test_judge_agreement_counts_cells_and_chance():
+    """A judge agrees with itself on every cell (kappa 1); with an unrelated network, agreement beyond chance
+    is near 0; disagreements are listed with both readings."""
+    import torch
+
+    from crossflow.config import get_config
+    from crossflow.data.scenes import cell_size
+    from crossflow.evaluate import get_eval_config
+    from crossflow.evaluate.judge import CellMLP, build_judge, judge_agreement
+    cfg = get_config("smoke")
+    torch.manual_seed(0)
+    judge = build_judge(cfg.data, get_eval_config("smoke")).eval()
+    other = CellMLP(len(cfg.data.classes), len(cfg.data.colors), cell_size(cfg.data)).eval()
+    images = torch.rand(40, 3, cfg.data.image_size, cfg.data.image_size)
+    same = judge_agreement(judge, judge, images, cfg.data)
+    assert same["cells"] == 40 * cfg.data.grid ** 2 and same["item_agreement"] == 1.0 and not same["disagreements"]
+    assert same["kappa"] in (None, 1.0)
+    diff = judge_agreement(judge, other, images, cfg.data, max_listed=5)
+    assert len(diff["disagreements"]) <= 5 and diff["item_agreement"] < 1.0
+    assert all(len(d) == 4 for d in diff["disagreements"])

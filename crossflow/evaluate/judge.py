@@ -297,3 +297,63 @@ def validate_judge(net: CellNet, cfg: DataConfig, n_prompts: int, seed: int = 1)
         "class_confusion": cls_conf.tolist(), "class_labels": list(cfg.classes) + ["empty"],
         "color_confusion": col_conf.tolist(), "color_labels": list(cfg.colors),
     }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A second judge of another architecture: is the CNN judge right on *generated* images?
+# ----------------------------------------------------------------------------------------------------------
+
+class CellMLP(nn.Module):
+    """The check judge: no convolutions, the cell's pixels through fully connected layers; same heads and
+    training data as :class:`CellNet`, trained independently (its own seed). Used only to measure agreement
+    with the CNN judge on generated images, never for a reported metric."""
+
+    def __init__(self, n_classes: int, n_colors: int, cell: int = 16, hidden: int = 256, feat: int = 64):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(3 * cell * cell, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, feat), nn.ReLU())
+        self.cls_head = nn.Linear(feat, n_classes + 1)
+        self.color_head = nn.Linear(feat, n_colors)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(x)
+        return self.cls_head(h), self.color_head(h)
+
+
+def train_check_judge(cfg: DataConfig, ecfg, device=None, seed_offset: int = 1000, progress: bool = False) -> CellMLP:
+    """A :class:`CellMLP` trained like the judge (same cells, steps and augmentation) with another seed."""
+    import dataclasses
+    net = CellMLP(len(cfg.classes), len(cfg.colors), cell_size(cfg)).to(device or "cpu")
+    train_judge(net, cfg, dataclasses.replace(ecfg, seed=ecfg.seed + seed_offset), progress=progress)
+    return net
+
+
+def judge_agreement(judge: nn.Module, check: nn.Module, images, cfg: DataConfig, max_listed: int = 48) -> dict:
+    """Cell by cell, do the two judges read generated images alike? ``class_agreement``: same class or both empty;
+    ``kappa``: Cohen's kappa of that decision (agreement beyond chance); ``color_agreement``: same colour where both
+    read the same item; ``item_agreement``: the whole reading (empty, or class and colour) the same. The first
+    ``max_listed`` disagreements are listed as (image, cell, judge's reading, check's reading)."""
+    a, b = read_images(judge, images, cfg), read_images(check, images, cfg)
+    same_cls = a.cls == b.cls
+    same_item = same_cls & ((a.cls < 0) | (a.color == b.color))
+    both = same_cls & (a.cls >= 0)
+    labels = np.union1d(a.cls.ravel(), b.cls.ravel())
+    pa = np.array([(a.cls == k).mean() for k in labels])
+    pb = np.array([(b.cls == k).mean() for k in labels])
+    chance = float((pa * pb).sum())
+    observed = float(same_cls.mean())
+
+    def name(r, i, c):
+        k = int(r.cls[i, c])
+        return "empty" if k < 0 else f"{cfg.colors[int(r.color[i, c])]} {Item(k, 'x', c).name}"
+
+    wrong = np.argwhere(~same_item)[:max_listed]
+    return {"cells": int(a.cls.size), "class_agreement": observed,
+            "kappa": (observed - chance) / (1 - chance) if chance < 1 else None,
+            "color_agreement": float((a.color == b.color)[both].mean()) if both.any() else None,
+            "item_agreement": float(same_item.mean()), "judge_item_share": float((a.cls >= 0).mean()),
+            "check_item_share": float((b.cls >= 0).mean()),
+            "disagreements": [(int(i), int(c), name(a, i, c), name(b, i, c)) for i, c in wrong]}
