@@ -14,6 +14,7 @@ from pathlib import Path
 
 from crossflow.utils import atomic_path
 from reproduce.run import ARTIFACTS, ROOT
+from crossflow.profiles import PROFILE_NAMES
 from reproduce.report import NOT_TESTABLE
 
 
@@ -84,6 +85,12 @@ def scoreboard(results: Path = ROOT / "results", profile: str = "tiny") -> str:
             state = states.get(c["artifact"], "-")
             state = "stale inputs" if state.startswith("stale") else state
         counts[verdict] = counts.get(verdict, 0) + 1
+        if profile == "tiny":                            # the same claim tested at another profile, if it was
+            for other in PROFILE_NAMES:
+                folder_o = result_folder(c["artifact"], other, results)
+                if other != "tiny" and (folder_o / "metrics.json").exists():
+                    v_o, e_o = _recorded_verdict(c, json.loads((folder_o / "metrics.json").read_text()))
+                    evidence += f"; at [{other}]({folder_o.name}/): **{v_o}** ({e_o})"
         rows.append(f"| {c['id']} | {c['claim']} | {c['paper']} | **{verdict}** | {evidence.replace('|', '/')} | "
                     f"{link} | {state} |")
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda kv: -kv[1]))

@@ -171,7 +171,7 @@ def test_claims_scoreboard_lists_every_claim_with_a_recorded_verdict(tmp_path):
     from reproduce.run import ARTIFACTS
     from reproduce.summary import scoreboard
     assert [c["id"] for c in CLAIMS] == list(range(1, len(CLAIMS) + 1))
-    assert all(c["artifact"] in ARTIFACTS or c["artifact"] == "table4" for c in CLAIMS)   # captioning: issue 17
+    assert all(c["artifact"] in ARTIFACTS for c in CLAIMS)
     empty = scoreboard(tmp_path)
     assert empty.count("| **missing** |") == len(CLAIMS)
     (tmp_path / "table6").mkdir()
@@ -180,6 +180,12 @@ def test_claims_scoreboard_lists_every_claim_with_a_recorded_verdict(tmp_path):
     board = scoreboard(tmp_path)
     row = next(line for line in board.splitlines() if "super-resolution" in line)
     assert "**fails**" in row and "PSNR loses" in row and board.count("| **missing** |") == len(CLAIMS) - 1
+    # the same claim at another profile is shown beside the tiny verdict
+    (tmp_path / "table6-gpu-short").mkdir()
+    (tmp_path / "table6-gpu-short" / "metrics.json").write_text(json.dumps({"metrics": {"verdict": {
+        "verdict": "holds", "text": "holds: PSNR beats"}}}))
+    row = next(line for line in scoreboard(tmp_path).splitlines() if "super-resolution" in line)
+    assert "**fails**" in row and "at [gpu-short](table6-gpu-short/): **holds** (PSNR beats)" in row
 
 
 def test_paired_verdict_rule_and_its_false_alarm_rate():
