@@ -489,8 +489,8 @@ def competitive_verdict(cider: dict[str, list[float]], margin: float = 0.9, meth
     a, b = float(np.mean(cider[method])), float(np.mean(cider[reference]))
     ratio = a / b if b > 0 else math.inf
     verdict = "holds" if ratio >= margin else "fails"
-    text = (f"{verdict}: CrossFlow CIDEr {a:.3f} vs autoregressive {b:.3f} (ratio {ratio:.2f}; competitive at "
-            f">= {margin:.2f}, fixed before running)")
+    text = (f"{verdict}: CrossFlow CIDEr {100 * a:.1f} vs autoregressive {100 * b:.1f} (x 100, as the paper; ratio "
+            f"{ratio:.2f}; competitive at >= {margin:.2f}, fixed before running)")
     return {"verdict": verdict, "ratio": ratio, "margin": margin, "text": text, "means": {method: a, reference: b}}
 
 
