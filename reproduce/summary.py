@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from crossflow.utils import atomic_path
-from reproduce.run import ARTIFACTS, ROOT
 from crossflow.profiles import PROFILE_NAMES
+from crossflow.utils import atomic_path
 from reproduce.report import NOT_TESTABLE
+from reproduce.run import ARTIFACTS, ROOT
 
 
 def result_folder(artifact: str, profile: str = "tiny", results: Path = ROOT / "results") -> Path:
