@@ -24,7 +24,7 @@ OPENCV_DATA := /usr/share/doc/opencv-doc/examples/data
 
 .PHONY: all venv data test test-fast test-gpu gpu-check verify reproduce reproduce-t2i reproduce-table3 reproduce-table1 reproduce-fig3 \
         reproduce-table7 reproduce-evaluators reproduce-fig4 reproduce-table8 reproduce-table10 \
-        reproduce-sampler reproduce-precision reproduce-table6 reproduce-fig9 reproduce-table5 reproduce-table9 reproduce-table4 demo bench lab status clean-results
+        reproduce-sampler reproduce-precision reproduce-table6 reproduce-fig9 reproduce-table5 reproduce-table9 reproduce-table4 reproduce-regime demo bench lab status clean-results
 
 all: reproduce
 
@@ -91,7 +91,7 @@ gpu-check:
 
 reproduce: reproduce-t2i reproduce-evaluators reproduce-table7 reproduce-fig4 reproduce-table8 reproduce-table10 \
            reproduce-table3 reproduce-table1 reproduce-fig3 reproduce-sampler reproduce-precision reproduce-table6 reproduce-fig9 \
-           reproduce-table5 reproduce-table9 reproduce-table4
+           reproduce-table5 reproduce-table9 reproduce-table4 reproduce-regime
 	$(PY) -m reproduce.summary --profile $(PROFILE)
 
 reproduce-t2i: venv data
@@ -152,6 +152,10 @@ reproduce-table9: venv data reproduce-table5
 
 reproduce-table4: venv data reproduce-t2i
 	$(PY) -m reproduce.run table4 --profile $(PROFILE)
+
+# The regime study (issue 15): variants of the main recipe, quality against training CPU-minutes (runs/regime-tiny)
+reproduce-regime: venv data
+	$(PY) -m reproduce.run regime --profile $(PROFILE)
 
 # Speed against the hardware's own peak, measured in the same run (a few minutes; results/bench/)
 bench: venv

@@ -184,6 +184,33 @@ def scaling_figure(size_table, curve_table, title: str = ""):
     return fig
 
 
+def regime_figure(rows: Sequence[dict], chosen: Mapping | None, targets: Mapping[str, float], title: str = ""):
+    """The regime study: FID-domain / real-vs-real floor and GenEval-domain against training CPU-minutes, one line per
+    point (``rows``: point, cpu_minutes, fid_ratio, geneval), the chosen point ringed, the targets dashed
+    (``targets``: fid_ratio, geneval, budget_minutes)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    names = list(dict.fromkeys(r["point"] for r in rows))
+    colors = plt.cm.tab10(np.arange(len(names)) % 10)
+    for ax, key, target, label in ((axes[0], "fid_ratio", targets["fid_ratio"], "FID-domain / real-vs-real floor"),
+                                   (axes[1], "geneval", targets["geneval"], "GenEval-domain overall")):
+        for name, c in zip(names, colors):
+            pts = sorted((r for r in rows if r["point"] == name and r.get(key) is not None),
+                         key=lambda r: r["cpu_minutes"])
+            ax.plot([r["cpu_minutes"] for r in pts], [r[key] for r in pts], marker="o", color=c, label=name)
+        if chosen is not None and chosen.get(key) is not None:
+            ax.scatter([chosen["cpu_minutes"]], [chosen[key]], s=180, facecolors="none", edgecolors="k",
+                       linewidths=1.5, zorder=5, label="chosen")
+        ax.axhline(target, color="k", ls="--", lw=0.8, label=f"target {target:g}")
+        ax.axvline(targets["budget_minutes"], color="grey", ls=":", lw=0.8, label=f"budget {targets['budget_minutes']:g} min")
+        ax.set_xlabel("training CPU-minutes (one thread)", fontsize=8), ax.set_ylabel(label, fontsize=8)
+        ax.grid(alpha=0.3), ax.tick_params(labelsize=7)
+    axes[0].set_yscale("log")
+    axes[1].legend(fontsize=6, loc="best")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def nfe_figure(rows: Sequence[dict], ref, title: str = ""):
     """FID-domain and GenEval-domain against NFE, one line per solver, Euler-50's seed band shaded."""
 

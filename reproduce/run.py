@@ -51,6 +51,7 @@ ARTIFACTS = {
     "table5": ("notebooks/14_table5_depth.ipynb", "Table 5: monocular depth in-domain (synthetic rooms)"),
     "table9": ("notebooks/15_table9_depth_zeroshot.ipynb", "Table 9: zero-shot depth on real images (Marigold's protocol)"),
     "table4": ("notebooks/16_table4_captioning.ipynb", "Table 4: image captioning (CrossFlow, CrossFlow-T2I, autoregressive)"),
+    "regime": ("notebooks/17_regime.ipynb", "Regime study: quality per CPU-minute of the main recipe's variants, against targets"),
 }
 
 

@@ -199,3 +199,47 @@ def test_benchmark_cost_measures_both(smoke_cfg, smoke_features):
     assert set(cost["per_method"]) == {"CrossFlow", "baseline"}
     assert all(v > 0 for m in cost["per_method"].values() for v in m.values())
     assert cost["ratios"]["train_step"] > 0 and cost["ratios"]["sample_image"] > 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The regime study (issue 15, item 1)
+# ---------------------------------------------------------------------------------------------------------
+
+def test_eval_sizes_keep_old_job_hashes(smoke_cfg, tmp_path):
+    """Jobs without eval_sizes hash as before the field existed (committed records stay valid); sizes count."""
+    from dataclasses import asdict
+
+    from crossflow.utils import stable_hash
+    job = make_job("a/x", smoke_cfg, 0, tmp_path)
+    old = stable_hash({k: v for k, v in asdict(job).items() if k not in ("run_dir", "eval_sizes")})
+    assert job.spec_hash() == old
+    sized = make_job("a/x", smoke_cfg, 0, tmp_path, eval_sizes={"n_test": 16, "n_val": 8})
+    assert sized.spec_hash() != old and sized.eval_sizes == {"n_test": 16, "n_val": 8}
+    with pytest.raises(ValueError, match="n_test and n_val"):
+        make_job("a/x", smoke_cfg, 0, tmp_path, eval_sizes={"n_tset": 16})
+
+
+def test_regime_jobs_lengths_and_choice(smoke_cfg, tmp_path):
+    from crossflow.experiments import choose_point, doubling_trend, regime_jobs, target_check
+    base = smoke_cfg.replace({"train.steps": 100})
+    jobs = regime_jobs(base, {"recipe": {"overrides": {}, "lengths": [4, 0.5, 1]},
+                              "wide": {"overrides": {"flow.width": 48}, "lengths": [2]}}, 0, tmp_path, [Guidance()])
+    assert jobs["recipe"].cfg.train.steps == 400 and jobs["recipe"].eval_at == (50, 100)
+    assert jobs["wide"].cfg.train.steps == 200 and jobs["wide"].eval_at == () and jobs["wide"].cfg.flow.width == 48
+    assert jobs["recipe"].geneval
+    with pytest.raises(ValueError, match="lengths"):
+        regime_jobs(base, {"bad": {"overrides": {}}}, 0, tmp_path, [Guidance()])
+    rows = [{"point": "a", "step": 1, "cpu_minutes": 10, "fid": 100.0, "fid_ratio": 4.0, "geneval": 0.2},
+            {"point": "a", "step": 2, "cpu_minutes": 20, "fid": 80.0, "fid_ratio": 3.2, "geneval": 0.3},
+            {"point": "a", "step": 4, "cpu_minutes": 80, "fid": 50.0, "fid_ratio": 2.0, "geneval": 0.6},
+            {"point": "b", "step": 2, "cpu_minutes": 30, "fid": 80.0, "fid_ratio": 3.2, "geneval": 0.4}]
+    chosen = choose_point(rows, budget_minutes=45)
+    assert (chosen["point"], chosen["step"]) == ("b", 2), "lowest FID within the budget, GenEval breaks the tie"
+    assert choose_point(rows, budget_minutes=5) is None
+    check = target_check(chosen)
+    assert not check["fid_met"] and not check["geneval_met"] and check["within_budget"]
+    assert target_check(rows[2], budget_minutes=100)["fid_met"] and target_check(rows[2])["geneval_met"]
+    trend = doubling_trend([r for r in rows if r["point"] == "a"])
+    assert trend["from_minutes"] == 20 and trend["to_minutes"] == 80
+    assert trend["factor_per_doubling"] == pytest.approx((2.0 / 3.2) ** 0.5)
+    assert doubling_trend(rows[:1]) is None

@@ -29,6 +29,7 @@ FIGURES = {
     "table5": ("predictions.png",),
     "table9": ("predictions.png",),
     "table4": ("captions.png",),
+    "regime": ("regime.png",),
 }
 CHECKS = {
     "t2i": lambda m: m["train_steps"] == 20 and m["n_heldout_prompts"] > 0 and m["flow_params"] > 0,
@@ -71,10 +72,16 @@ CHECKS = {
             for v in m["scores"].values())
     and m["verdict"]["verdict"] in ("holds", "fails") and m["n_refs"] == 5
     and all(0 <= r["token_accuracy"] <= 1 for r in m["reconstruction"].values()),
+    "regime": lambda m: len(m["rows"]) == 3 and m["fid_floor"] > 0 and m["chosen"] is not None
+    and all(0 <= r["geneval"] <= 1 and r["cpu_minutes"] > 0 for r in m["rows"])
+    and m["confirm"]["sampler"] == "euler 4" and set(m["target_check"]) >= {"fid_met", "geneval_met"},
 }
 
 # smaller grids than the notebooks' defaults, so that the smoke runs take seconds
-SMOKE_PARAMS = {"sampler": {"nfes": [4, 50], "seeds": [0, 1]}, "precision": {"steps": 20}}
+SMOKE_PARAMS = {"sampler": {"nfes": [4, 50], "seeds": [0, 1]}, "precision": {"steps": 20},
+                "regime": {"overrides": {}, "n_test": 16, "n_val": 8, "cfg_scales": [2.0], "confirm_steps": 4,
+                           "points": {"recipe": {"overrides": {}, "lengths": [0.5, 1]},
+                                      "narrow": {"overrides": {"flow.width": 16}, "lengths": [1]}}}}
 
 
 def test_every_notebook_is_an_artifact():

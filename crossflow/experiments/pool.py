@@ -48,6 +48,8 @@ class Job:
     eval_at: tuple = ()                # extra steps at which the (EMA) model is also evaluated on the test set
     geneval: bool = False              # also GenEval-domain on the prompt suite (chosen guidance)
     eval_text: dict = field(default_factory=dict)   # TextConfig of the evaluators (the CLIP score's LM)
+    # {"n_test", "n_val"} caption counts of the evaluation sets; empty: the profile's ``eval_sizes``
+    eval_sizes: dict = field(default_factory=dict)
 
     @property
     def cfg(self) -> Config:
@@ -60,7 +62,9 @@ class Job:
         return cfg.replace({f"text.{k}": v for k, v in self.eval_text.items()}) if self.eval_text else cfg
 
     def spec_hash(self) -> str:
-        return stable_hash({k: v for k, v in asdict(self).items() if k != "run_dir"})
+        # an empty eval_sizes is left out, so that jobs recorded before the field existed keep their hash
+        return stable_hash({k: v for k, v in asdict(self).items()
+                            if k != "run_dir" and not (k == "eval_sizes" and not v)})
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ class Scores:
 class JobResult:
     """What a finished job measured (its ``result.json``, typed). ``test``: the chosen guidance's test scores;
     ``test_by_guidance``: each kind's best setting on the test set (Table 3c reports each); ``search``: the
-    validation grid; ``curve``: test scores along training ({"step", "fid", "clip"}); ``history``: the loss log."""
+    validation grid; ``curve``: test scores along training ({"step", "fid", "clip", "train_seconds"}, + "geneval" when the job has it); ``history``: the loss log."""
     row: str
     seed: int
     spec_hash: str
@@ -153,12 +157,17 @@ class JobResult:
 
 
 def make_job(row: str, cfg: Config, seed: int, root, guidance: Sequence[Guidance] = (Guidance(),),
-             eval_at: Sequence[int] = (), geneval: bool = False, eval_cfg: Config | None = None) -> Job:
-    """A job for ``cfg`` at training seed ``seed`` (``train.seed`` is replaced), run in ``root/<row>-s<seed>``."""
+             eval_at: Sequence[int] = (), geneval: bool = False, eval_cfg: Config | None = None,
+             eval_sizes: dict | None = None) -> Job:
+    """A job for ``cfg`` at training seed ``seed`` (``train.seed`` is replaced), run in ``root/<row>-s<seed>``.
+    ``eval_sizes`` ({"n_test": ..., "n_val": ...}) replaces the profile's evaluation set sizes."""
     cfg = cfg.replace({"train.seed": int(seed)})
     name = row.replace("/", "_").replace(" ", "_")
+    sizes = {k: int(v) for k, v in (eval_sizes or {}).items()}
+    if set(sizes) - {"n_test", "n_val"}:
+        raise ValueError(f"eval_sizes takes n_test and n_val, not {sorted(set(sizes) - {'n_test', 'n_val'})}")
     return Job(row, to_dict(cfg), int(seed), str(Path(root) / f"{name}-s{seed}"), tuple(guidance),
-               tuple(int(s) for s in eval_at), geneval, asdict((eval_cfg or cfg).text))
+               tuple(int(s) for s in eval_at), geneval, asdict((eval_cfg or cfg).text), sizes)
 
 
 def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = False, records=None) -> list[JobResult]:

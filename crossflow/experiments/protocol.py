@@ -40,15 +40,16 @@ def _features(cfg: Config):
     return _CACHE[key]
 
 
-def _eval_sets(cfg: Config, eval_cfg: Config):
-    """(validation, test) dicts of captions and the real images' judge features, and the evaluators."""
+def _eval_sets(cfg: Config, eval_cfg: Config, eval_sizes: dict | None = None):
+    """(validation, test) dicts of captions and the real images' judge features, and the evaluators.
+    ``eval_sizes``: {"n_test", "n_val"}; empty or None: the profile's."""
     from ..evaluate import load_evaluators
     from ..features import load_scenes
-    key = ("eval", stable_hash(to_dict(eval_cfg)))
+    sizes = {**get_profile(cfg.profile).eval_sizes, **(eval_sizes or {})}
+    key = ("eval", stable_hash({"cfg": to_dict(eval_cfg), "sizes": sizes}))
     if key not in _CACHE:
         ev = load_evaluators(eval_cfg, progress=False)
         test = load_scenes(cfg, "test")
-        sizes = get_profile(cfg.profile).eval_sizes
         n_test, n_val = min(sizes["n_test"], len(test) // 2), min(sizes["n_val"], len(test) // 2)
         sets = {}
         for name, idx in (("test", range(0, n_test)), ("val", range(len(test) - n_val, len(test)))):
@@ -68,6 +69,14 @@ def sample_images(model, cfg: Config, captions: Sequence[str], g: Guidance, seed
                          guide=guide if g.kind == "autoguidance" else None)
 
 
+def geneval_score(ev, model, cfg: Config, g: Guidance, seed: int, guide=None) -> dict:
+    """GenEval-domain of ``model`` on the evaluators' prompt suite, sampled with guidance ``g``."""
+    from ..data import make_prompt_suite
+    specs = make_prompt_suite(cfg.data, n=ev.ecfg.n_prompts, seed=0)
+    rows = [s for s in specs for _ in range(ev.ecfg.samples_per_prompt)]
+    return ev.geneval(sample_images(model, cfg, [s.caption for s in rows], g, seed=seed, guide=guide), rows)
+
+
 def evaluate_images(ev, images, captions, ref) -> dict:
     return {"fid": float(ev.fid(images, feats_b=ref)["value"]), "clip": float(ev.clip_score(images, captions)["mean"])}
 
@@ -81,7 +90,7 @@ def run_job(job: Job, force: bool = False) -> JobResult:
     t0 = time.time()
     cfg, run_dir = job.cfg, Path(job.run_dir)
     feats = _features(cfg)
-    ev, sets = _eval_sets(cfg, job.eval_cfg)
+    ev, sets = _eval_sets(cfg, job.eval_cfg, job.eval_sizes)
 
     # training, stopping at every step something is evaluated at (guides of autoguidance, learning curves)
     fractions = sorted({g.guide_fraction for g in job.guidance if g.kind == "autoguidance"})
@@ -123,23 +132,26 @@ def run_job(job: Job, force: bool = False) -> JobResult:
                          **evaluate_images(ev, imgs, sets["test"]["captions"], sets["test"]["ref"])}
     test = {k: v for k, v in by_kind[chosen.kind].items() if k in ("fid", "clip")}
     if job.geneval:
-        from ..data import make_prompt_suite
-        specs = make_prompt_suite(cfg.data, n=ev.ecfg.n_prompts, seed=0)
-        rows = [s for s in specs for _ in range(ev.ecfg.samples_per_prompt)]
-        gimgs = sample_images(model, cfg, [s.caption for s in rows], chosen, seed=job.seed,
-                              guide=guides.get(chosen.guide_fraction))
-        gen = ev.geneval(gimgs, rows)
+        gen = geneval_score(ev, model, cfg, chosen, job.seed, guides.get(chosen.guide_fraction))
         test["geneval"] = gen["overall"]
         test["geneval_per_task"] = gen["per_task"]
 
-    curve = []                                           # test metrics along training, chosen guidance
+    # test metrics along training at the chosen guidance (+ GenEval-domain when the job has it), with the training
+    # seconds spent up to each point
+    curve = []
     for s, path in sorted(snapshots.items()):
         if s in job.eval_at:
-            m = load_model(path)[0]
+            m, _, ck = load_model(path)
             imgs = sample_images(m, cfg, sets["test"]["captions"], chosen, seed=job.seed,
                                  guide=guides.get(chosen.guide_fraction))
-            curve.append({"step": s, **evaluate_images(ev, imgs, sets["test"]["captions"], sets["test"]["ref"])})
-    curve.append({"step": result.step, "fid": test["fid"], "clip": test["clip"]})
+            point = {"step": s, **evaluate_images(ev, imgs, sets["test"]["captions"], sets["test"]["ref"]),
+                     "train_seconds": round(float(ck.get("train_seconds", 0.0)), 1)}
+            if job.geneval:
+                point["geneval"] = geneval_score(ev, m, cfg, chosen, job.seed, guides.get(chosen.guide_fraction))["overall"]
+            curve.append(point)
+    curve.append({"step": result.step, "fid": test["fid"], "clip": test["clip"],
+                  "train_seconds": round(result.train_seconds, 1),
+                  **({"geneval": test["geneval"]} if job.geneval else {})})
 
     from ..models import count_parameters
     res = {
