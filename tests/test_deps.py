@@ -188,6 +188,21 @@ def test_claims_scoreboard_lists_every_claim_with_a_recorded_verdict(tmp_path):
     assert "**fails**" in row and "at [gpu-short](table6-gpu-short/): **holds** (PSNR beats)" in row
 
 
+def test_report_states_the_main_model_targets(tmp_path):
+    """REPORT.md names the regime study's target check (issue 15), read from its metrics.json."""
+    import json
+
+    from reproduce.summary import regime_targets
+    assert regime_targets(tmp_path) == ""
+    (tmp_path / "regime").mkdir()
+    (tmp_path / "regime" / "metrics.json").write_text(json.dumps({"metrics": {
+        "targets": {"fid_ratio": 2.0, "geneval": 0.55, "budget_minutes": 45},
+        "chosen": {"point": "recipe", "step": 2800, "cpu_minutes": 33.2},
+        "target_check": {"fid_ratio": 3.1, "fid_met": False, "geneval": 0.31, "geneval_met": False}}}))
+    line = regime_targets(tmp_path)
+    assert "3.10x the real-vs-real floor" in line and line.count("**not met**") == 2 and "recipe, 2800 steps" in line
+
+
 def test_paired_verdict_rule_and_its_false_alarm_rate():
     """reproduce.report.paired_verdict: the obvious cases, then its null behaviour: two rows with no true
     difference come out holds/fails about 10% of the time at the 90% level (4 seeds, 4,000 simulated tables)."""

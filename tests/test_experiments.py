@@ -243,3 +243,17 @@ def test_regime_jobs_lengths_and_choice(smoke_cfg, tmp_path):
     assert trend["from_minutes"] == 20 and trend["to_minutes"] == 80
     assert trend["factor_per_doubling"] == pytest.approx((2.0 / 3.2) ** 0.5)
     assert doubling_trend(rows[:1]) is None
+
+
+def test_guidance_summary_reads_an_interior_optimum():
+    from crossflow.experiments import Scores, guidance_summary
+
+    class R:
+        def __init__(self, fids):
+            self.search = tuple(Scores(f, 0.3, Guidance() if s == 1 else Guidance("indicator", s)) for s, f in fids)
+    helps = guidance_summary(R([(1, 100.0), (2, 90.0), (3, 95.0), (5, 99.0)]))
+    assert helps["best_scale"] == 2 and helps["gain"] == 10.0 and helps["interior"]
+    assert not guidance_summary(R([(1, 80.0), (2, 90.0), (3, 95.0)]))["interior"]       # guidance only hurts
+    assert not guidance_summary(R([(1, 100.0), (2, 90.0), (3, 85.0)]))["interior"]      # still falling at the edge
+    with pytest.raises(ValueError, match="no guidance"):
+        guidance_summary(R([(2, 90.0)]))

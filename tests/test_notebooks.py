@@ -74,7 +74,7 @@ CHECKS = {
     and all(0 <= r["token_accuracy"] <= 1 for r in m["reconstruction"].values()),
     "regime": lambda m: len(m["rows"]) == 3 and m["fid_floor"] > 0 and m["chosen"] is not None
     and all(0 <= r["geneval"] <= 1 and r["cpu_minutes"] > 0 for r in m["rows"])
-    and m["confirm"]["sampler"] == "euler 4" and set(m["target_check"]) >= {"fid_met", "geneval_met"},
+    and m["confirm"]["sampler"] == "euler 4" and set(m["guidance"]) == {"recipe", "narrow"} and set(m["target_check"]) >= {"fid_met", "geneval_met"},
 }
 
 # smaller grids than the notebooks' defaults, so that the smoke runs take seconds

@@ -90,3 +90,19 @@ def doubling_trend(rows: Sequence[dict], key: str = "fid_ratio") -> dict | None:
     doublings = math.log2(last["cpu_minutes"] / prev["cpu_minutes"])
     return {"from_minutes": prev["cpu_minutes"], "to_minutes": last["cpu_minutes"], "from": prev[key],
             "to": last[key], "factor_per_doubling": (last[key] / prev[key]) ** (1 / doublings)}
+
+
+def guidance_summary(result: JobResult) -> dict:
+    """Indicator CFG on one point's validation grid (end of training): FID-domain without guidance, the best scale
+    and its FID-domain, the gain (positive = guidance helps) and whether the curve over scales (1 = none, then the
+    searched ones) has an interior optimum: guidance beats scale 1 and the largest scale is not the best. Issue 15,
+    item 2's question, at one seed (no seed spread)."""
+    none = next((r.fid for r in result.search if r.guidance is not None and r.guidance.kind == "none"), None)
+    cfg = sorted((r for r in result.search if r.guidance is not None and r.guidance.kind == "indicator"),
+                 key=lambda r: r.guidance.scale)
+    if none is None or not cfg:
+        raise ValueError("the validation grid needs no guidance and at least one indicator CFG scale")
+    best = min(cfg, key=lambda r: r.fid)
+    return {"none": none, "best_scale": best.guidance.scale, "best_fid": best.fid, "gain": none - best.fid,
+            "interior": best.fid < none and best.guidance.scale != cfg[-1].guidance.scale,
+            "curve": {(1.0 if r.guidance.kind == "none" else r.guidance.scale): r.fid for r in result.search}}
