@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from crossflow.config import Config, get_config
+from crossflow.config import Config, ConfigError, get_config
 from crossflow.profiles import PROFILE_NAMES, get_profile
 import reproduce.run as run_module
 from reproduce.run import ARTIFACTS, ROOT
@@ -170,6 +170,26 @@ def artifact_flops(profile: str) -> dict[str, dict]:
                    # midpoint: 2 evaluations per step; + indicator-0 and scale-1 sets (one pass each)
                    "sample": 2 * _sample(fast, settings * (n_fid + gen_images)) + 2 * _sample(fast, 2 * n_fid, False),
                    "what": f"the guide ({nb['guide_fraction']:g} of the main run) + {settings} guidance settings"}
+    nb = notebook_parameters("regime")
+    fast = main.replace(dict(nb["sampler"] or FAST_SAMPLER))
+    evals = 2 if fast.sample.solver in ("midpoint", "heun") else 1          # network evaluations per solver step
+    train = sample = 0.0
+    try:
+        cfs = [main.replace({**pt["overrides"], "train.steps": int(round(max(pt["lengths"]) * main.train.steps))})
+               for pt in nb["points"].values()]
+    except ConfigError as e:                    # the default points vary the tiny recipe; another profile passes its own
+        out["regime"] = {"train": 0.0, "sample": 0.0, "what": f"not counted: the notebook's default points do not apply "
+                                                              f"to this profile ({e}); pass points for it"}
+        return out
+    for point, cf in zip(nb["points"].values(), cfs):
+        train += _train(cf)
+        images = nb["n_val"] * (1 + len(nb["cfg_scales"])) + len(point["lengths"]) * (nb["n_test"] + gen_images)
+        sample += evals * _sample(cf.replace({"sample.solver": fast.sample.solver, "sample.steps": fast.sample.steps}),
+                                  images)
+    if nb["confirm_steps"]:
+        sample += _sample(main.replace({"sample.steps": nb["confirm_steps"]}), nb["n_test"] + gen_images)
+    out["regime"] = {"train": train, "sample": sample,
+                     "what": f"{len(nb['points'])} variants of the main recipe, each evaluated at several lengths"}
     return out
 
 
