@@ -35,6 +35,30 @@ class Profile:
     caption: Mapping[str, Any] = field(default_factory=dict)      # captioning (crossflow.tasks.caption.CaptionConfig)
 
 
+# The fewest-evaluation sampler that matched Euler-50 on the tiny model (notebooks/10_sampler.ipynb, results/sampler:
+# 4 network evaluations per guidance pass instead of 50, confirmed over 3 sampling seeds). For the evaluation-heavy
+# notebooks at the next re-run; re-check it (make reproduce-sampler) for another model or profile.
+FAST_SAMPLER: Mapping[str, Any] = MappingProxyType({"sample.solver": "midpoint", "sample.steps": 2})
+
+# The fast training step of issue 13 (make bench), as config overrides: part of the tiny recipe since the regime study
+# (it trained as well per step as fp32 there, FID-domain 303/210/168 vs 315/219/171 at 700/1,400/2,800 steps, in
+# 0.68x the time; results/regime). FP32_STEP is the step it replaces (the Config defaults), which
+# notebooks/11_precision.ipynb compares it with.
+# train.compile is not in it: on CPUs, inductor's vectorised bf16 kernels (torch 2.14.1) give non-finite gradients
+# from the first step (measured; train() refuses the combination there), and compiling in fp32 gains little.
+FAST_STEP: Mapping[str, Any] = MappingProxyType({
+    "train.mixed_precision": "bf16", "flow.attention": "math", "train.fused_optimizer": True})
+FP32_STEP: Mapping[str, Any] = MappingProxyType({
+    "train.mixed_precision": "no", "flow.attention": "sdpa", "train.fused_optimizer": False})
+
+# The main text-to-image recipe at tiny: the regime study's chosen point (results/regime, issue 15: the lowest
+# FID-domain within 45 training minutes; 8.3M generator parameters, 4,200 steps, 26 CPU-minutes) on top of the Config
+# defaults, which are the recipe before the study (patch 1, width 128, 1,400 fp32 steps; the study's "recipe" point).
+# Indicator CFG scale 3: the study's validation optimum for this point (500 captions, scales 2 / 3 / 5 / 7).
+TINY_RECIPE: Mapping[str, Any] = MappingProxyType({
+    "flow.patch_size": 2, "flow.width": 256, **FAST_STEP, "train.steps": 4200, "sample.cfg_scale": 3.0})
+
+
 # Figure 3's model sizes at tiny [open]: flow width/depth and the Text VE's width/depth grow together,
 # 0.18M-2.5M parameters (issue 5).
 _FIG3_TINY_SIZES = {
@@ -108,17 +132,17 @@ _PROFILES = {
     "tiny": Profile(
         "tiny", "the CPU default (2 cores) that makes the committed results/", "cpu",
         "several hours on 2 CPU cores for every artifact (README: measured per artifact)",
-        config={},                                    # the Config defaults are the tiny recipe
-        # [open] The paper runs its ablations (Table 3) on its smallest (70M) model; here the "small" model is a
-        # flow network of width 64, depth 4 with a Text VE of width 64 (0.67M parameters together), trained 500
-        # steps at batch 64, so that 18 training runs and their evaluation fit 60 minutes on 2 CPU cores
-        # (measured: ~0.46 s per training step and ~0.09 s per CFG image with 25 Euler steps, one thread).
-        experiment={"flow.width": 64, "flow.depth": 4, "flow.heads": 4, "text_ve.width": 64, "text_ve.ffn": 128,
-                    "train.steps": 500, "train.warmup_steps": 50, "train.log_every": 10, "train.ckpt_every": 100,
-                    "sample.steps": 25},
-        # [open] FID on a few hundred images is biased upwards, but the bias is the same for every row of a
-        # table (same n), which is what a comparison needs
-        eval_sizes={"n_val": 100, "n_test": 400},
+        # the regime study's choice (TINY_RECIPE) and 5,000 test scenes (2,000 test + 500 validation captions)
+        config={**TINY_RECIPE, "data.num_test": 5000},
+        # [open] The paper runs its ablations (Table 3) on its smallest (70M) model. Here the comparison models are the
+        # main model's network (8.3M generator parameters) trained 2/3 as long (2,800 steps): the shortest training
+        # at which indicator CFG beat no guidance on validation in the regime study's checkpoints (FID-domain on 500
+        # validation captions, two sampling seeds: 700 and 1,400 steps no gain, 2,800 steps ~18 better at scale 3;
+        # README, Comparison models). Sampled with FAST_SAMPLER, the study's sampler. The former comparison models
+        # (0.67M parameters, 500 steps) showed no guidance effect at all (issue 15).
+        experiment={"train.steps": 2800, "train.ckpt_every": 700, **FAST_SAMPLER},
+        # issue 15: FID-domain on >= 2,000 generated images, guidance chosen on >= 500 disjoint validation captions
+        eval_sizes={"n_val": 500, "n_test": 2000},
         evaluators={},                                # the EvalConfig defaults are the tiny evaluators
         compression={},                               # the CompressionConfig defaults are the tiny ones
         fig3={"steps": 300, "sizes": _FIG3_TINY_SIZES},
@@ -189,19 +213,6 @@ _PROFILES = {
 
 PROFILES: Mapping[str, Profile] = MappingProxyType(_PROFILES)
 
-# The fewest-evaluation sampler that matched Euler-50 on the tiny model (notebooks/10_sampler.ipynb, results/sampler:
-# 4 network evaluations per guidance pass instead of 50, confirmed over 3 sampling seeds). For the evaluation-heavy
-# notebooks at the next re-run; re-check it (make reproduce-sampler) for another model or profile.
-FAST_SAMPLER: Mapping[str, Any] = MappingProxyType({"sample.solver": "midpoint", "sample.steps": 2})
-
-# The fast training step of issue 13 (make bench), as config overrides. Off in every profile, so that the committed
-# results stay bit-identical. notebooks/11_precision.ipynb checks whether it trains like the committed step; at tiny
-# it was not confirmed yet (GenEval-domain beyond a one-seed-pair yardstick, results/precision): the re-run with
-# more seeds decides before it becomes a default.
-# train.compile is not in it: on CPUs, inductor's vectorised bf16 kernels (torch 2.14.1) give non-finite gradients
-# from the first step (measured; train() refuses the combination there), and compiling in fp32 gains little.
-FAST_STEP: Mapping[str, Any] = MappingProxyType({
-    "train.mixed_precision": "bf16", "flow.attention": "math", "train.fused_optimizer": True})
 PROFILE_NAMES = tuple(PROFILES)
 
 

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -37,19 +39,44 @@ def test_every_profile_is_one_registry_entry_that_every_consumer_reads():
         assert get_profile(name).device in ("cpu", "cuda")
 
 
-def test_tiny_sizes_are_the_committed_recipe():
-    """The registry reproduces the sizes the committed results were made with (moved, not changed)."""
+def test_tiny_sizes_are_the_regime_studys_choice():
+    """tiny = the Config defaults (the recipe before the regime study) + the study's chosen point; the comparison
+    models are that network trained 2,800 steps with the study's sampler; evaluation at issue 15's sizes."""
     from crossflow.compression import COMPRESSION_PRESETS, CompressionConfig
     from crossflow.evaluate import EvalConfig, get_eval_config
-    from crossflow.experiments import experiment_config, fig3_plan
+    from crossflow.experiments import experiment_config, fig3_plan, generator_parameters
     from crossflow.config import Config
-    assert get_config("tiny") == Config().replace({"name": "tiny", "profile": "tiny"})
+    from crossflow.profiles import FAST_SAMPLER, FAST_STEP, FP32_STEP, TINY_RECIPE
+    tiny = get_config("tiny")
+    assert tiny == Config().replace({"name": "tiny", "profile": "tiny", **TINY_RECIPE, "data.num_test": 5000})
+    assert (tiny.flow.patch_size, tiny.flow.width, tiny.train.steps, tiny.train.mixed_precision) == (2, 256, 4200, "bf16")
+    assert 8.0e6 < generator_parameters(tiny) < 8.5e6
+    assert set(FAST_STEP) == set(FP32_STEP) and Config().replace(dict(FP32_STEP)) == Config()   # the defaults
     e = experiment_config("tiny")
-    assert (e.flow.width, e.flow.depth, e.text_ve.width, e.train.steps, e.sample.steps) == (64, 4, 64, 500, 25)
-    assert get_profile("tiny").eval_sizes == {"n_val": 100, "n_test": 400}
+    assert e.flow == tiny.flow and e.train.steps == 2800 and (e.sample.solver, e.sample.steps) == (
+        FAST_SAMPLER["sample.solver"], FAST_SAMPLER["sample.steps"])
+    assert get_profile("tiny").eval_sizes == {"n_val": 500, "n_test": 2000}
     assert get_eval_config("tiny") == EvalConfig() and COMPRESSION_PRESETS["tiny"] == CompressionConfig()
     steps, sizes = fig3_plan("tiny")
     assert steps == 300 and list(sizes) == ["XS", "S", "M", "L", "XL"] and sizes["XL"]["flow.width"] == 128
+
+
+def test_regime_study_base_is_the_recipe_before_the_study():
+    """The regime study varies the recipe as it was before it: its committed job records keep their hashes."""
+    import json
+    from crossflow.experiments import Guidance, regime_jobs, study_base
+    from crossflow.config import Config
+    from crossflow.profiles import FAST_SAMPLER
+    base = study_base("tiny", {"data.num_test": 5000})
+    assert base == Config().replace({"name": "tiny", "profile": "tiny", "data.num_test": 5000})
+    assert study_base("smoke") == get_config("smoke")
+    rec = Path(__file__).parents[1] / "results" / "regime" / "jobs" / "recipe-s0.json"
+    if rec.exists():
+        job = regime_jobs(study_base("tiny", {"data.num_test": 5000, **FAST_SAMPLER}),
+                          {"recipe": {"overrides": {}, "lengths": [0.5, 1, 2, 3, 4]}}, 0, "runs",
+                          [Guidance()] + [Guidance("indicator", s) for s in (2.0, 3.0, 5.0, 7.0)],
+                          {"n_test": 2000, "n_val": 500})["recipe"]
+        assert job.spec_hash() == json.loads(rec.read_text())["spec_hash"]
 
 
 def test_gpu_profile_is_a_real_step_up():
@@ -62,7 +89,8 @@ def test_gpu_profile_is_a_real_step_up():
     assert 20e6 <= count_parameters(net) <= 50e6
     assert gpu.data.image_size == tiny.data.image_size and gpu.latent_shape == tiny.latent_shape
     assert gpu.train.batch_size == 256 and gpu.train.steps >= 20000
-    assert generator_parameters(gpu) > 5 * generator_parameters(tiny)
+    assert generator_parameters(gpu) > 3 * generator_parameters(tiny)
+    assert gpu.train.steps * gpu.train.batch_size > 30 * tiny.train.steps * tiny.train.batch_size   # samples seen
 
 
 def test_unknown_profile_says_what_exists():

@@ -49,6 +49,9 @@ CHECKS = {
     and set(m["verdicts"]) >= {f"{p}_{k}" for p in "abcde" for k in ("fid", "clip")}
     and all(v in ("holds", "fails", "inconclusive", "not testable at this scale") for v in m["verdicts"].values()),
     "table1": lambda m: 0.9 <= m["param_ratio"] <= 1.1 and m["cost"]["ratios"]["train_step"] > 0
+    and len(m["crossflow"]) == len(m["baseline"]) == 2 and set(m["guidance_gates"]) == {"CrossFlow", "Standard FM (noise + cross-attention)"}
+    and m["verdict"]["verdict"] in ("holds", "fails", "inconclusive", "not testable at this scale")
+    and all(v["verdict"] in ("holds", "fails", "inconclusive") for v in m["verdicts"].values())
     and m["crossflow"][0]["train_steps"] == m["baseline"][0]["train_steps"] == 20,
     "fig3": lambda m: len(m["sizes"]) == 10 and m["parameter_range"] >= 10 and len(m["curve"]) == 6,
     "sampler": lambda m: len(m["euler50"]["runs"]) == 2 and len(m["grid"]) == 3 * 2
@@ -78,7 +81,7 @@ CHECKS = {
 }
 
 # smaller grids than the notebooks' defaults, so that the smoke runs take seconds
-SMOKE_PARAMS = {"sampler": {"nfes": [4, 50], "seeds": [0, 1]}, "precision": {"steps": 20},
+SMOKE_PARAMS = {"sampler": {"nfes": [4, 50], "seeds": [0, 1]}, "precision": {"steps": 20}, "table1": {"seeds": [0, 1]},
                 "regime": {"overrides": {}, "n_test": 16, "n_val": 8, "cfg_scales": [2.0], "confirm_steps": 4,
                            "points": {"recipe": {"overrides": {}, "lengths": [0.5, 1]},
                                       "narrow": {"overrides": {"flow.width": 16}, "lengths": [1]}}}}

@@ -13,7 +13,8 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..config import Config
+from ..config import Config, get_config, to_dict
+from ..profiles import TINY_RECIPE
 from .pool import Guidance, Job, JobResult, make_job
 
 # The targets of issue 15, item 1 for the main text-to-image model at tiny: FID-domain at most this many times the
@@ -22,6 +23,24 @@ from .pool import Guidance, Job, JobResult, make_job
 TARGET_FID_FLOOR_RATIO = 2.0
 TARGET_GENEVAL = 0.55
 TARGET_BUDGET_MINUTES = 45.0
+
+
+def study_base(profile: str, overrides: Mapping | None = None) -> Config:
+    """The recipe the study varies: the profile's main recipe as it was before the study. At tiny the study's outcome
+    (``crossflow.profiles.TINY_RECIPE``) became the recipe afterwards, so its keys go back to the Config defaults
+    (patch 1, width 128, 1,400 fp32 steps): the committed points keep their configs and job hashes. ``overrides``
+    apply last."""
+    before = {}
+    if profile == "tiny":
+        defaults = to_dict(Config())
+        before = {k: _dotted(defaults, k) for k in TINY_RECIPE}
+    return get_config(profile, {**before, **(overrides or {})})
+
+
+def _dotted(d: Mapping, key: str):
+    for part in key.split("."):
+        d = d[part]
+    return tuple(d) if isinstance(d, list) else d
 
 
 def regime_jobs(base: Config, points: Mapping[str, Mapping], seed: int, root, guidance: Sequence[Guidance],
