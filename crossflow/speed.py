@@ -1,5 +1,5 @@
 """Speed studies that need trained models: solvers against NFE (the ``sampler`` artifact) and the fast training
-step against the committed one (the ``precision`` artifact). The hardware benchmark is ``reproduce/bench.py``.
+step against the fp32 one (the ``precision`` artifact). The hardware benchmark is ``reproduce/bench.py``.
 
 Sampler study: every (solver, NFE) of a grid is scored by FID-domain and GenEval-domain at one seed; Euler with
 the paper's 50 steps is scored at several sampling seeds, whose range is the yardstick. The decision rule is
@@ -58,8 +58,8 @@ def score_sampler(model, cfg: Config, ev, *, solver: str, nfe: int, seed: int, s
 
 def precision_verdict(histories: dict, scores: dict, *, ref: str, other_seed: str, candidate: str,
                       tail: float = 0.2, rel: float = 0.02) -> dict:
-    """Does ``candidate`` (the fast step) train like ``ref`` (the committed step, same seed)? The yardstick is
-    ``other_seed`` (the committed step at another seed): on the mean FM loss of the last ``tail`` of the logged
+    """Does ``candidate`` (the fast step) train like ``ref`` (the fp32 step, same seed)? The yardstick is
+    ``other_seed`` (the fp32 step at another seed): on the mean FM loss of the last ``tail`` of the logged
     steps (which also passes within ``rel`` relative), FID-domain and GenEval-domain, |candidate - ref| must be at
     most |other_seed - ref|. Fixed before the runs (notebooks/11_precision.ipynb)."""
     def tail_mean(hist):
@@ -72,7 +72,7 @@ def precision_verdict(histories: dict, scores: dict, *, ref: str, other_seed: st
     checks = {k: d <= limit for k, (d, limit) in diffs.items()}
     ok = all(checks.values())
     parts = ", ".join(f"{k} |diff| {d:.4g} {'<=' if checks[k] else '>'} {limit:.4g}" for k, (d, limit) in diffs.items())
-    text = (f"the fast step {'matches' if ok else 'does NOT match'} the committed step ({parts}; limits = the "
-            f"committed step's seed-to-seed difference or 2% relative for the loss)")
+    text = (f"the fast step {'matches' if ok else 'does NOT match'} the fp32 step ({parts}; limits = the "
+            f"fp32 step's seed-to-seed difference or 2% relative for the loss)")
     return {"matches": ok, "checks": checks, "diffs": {k: list(v) for k, v in diffs.items()}, "fm_tail": fm,
             "text": text}
