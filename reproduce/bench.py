@@ -9,7 +9,7 @@ What it measures (every number from this run; nothing is copied):
 1. **Peaks**: matrix products of the shapes a tiny step multiplies, in fp32 and bf16 (and TF32 on a GPU); the
    best of them is "the peak" every percentage below refers to.
 2. **Training step** of a profile's recipe (default tiny), with synthetic batches of its real shapes, as
-   ``crossflow.train`` runs it (autocast, backward, clipping, AdamW, EMA), for the committed recipe and for the
+   ``crossflow.train`` runs it (autocast, backward, clipping, AdamW, EMA), for the recipe with the fp32 step and for the
    speed options one by one (``train.mixed_precision``, ``flow.attention``, ``train.fused_optimizer``,
    ``train.compile``): ms per step, samples/s, FLOPs per sample (``FlopCounterMode``, the committed model's
    count for every variant, so GFLOP/s compare like for like), achieved GFLOP/s, % of the fp32 and bf16 peaks.
@@ -36,11 +36,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The committed recipe, then the speed options of issue 13 (config overrides). The bf16 rows add one option each;
+# The recipe's network with the fp32 step (crossflow.profiles.FP32_STEP, the Config defaults; bench_training starts
+# from it, since the tiny recipe itself trains with the fast step), then the speed options of issue 13 (config
+# overrides). The bf16 rows add one option each;
 # the last row is crossflow.profiles.FAST_STEP (a test checks). Compiling is measured in fp32 only: in bf16 on a
 # CPU inductor's kernels give non-finite gradients (train() refuses it; see crossflow/profiles.py).
 VARIANTS = {
-    "committed (fp32)": {},
+    "fp32 step": {},
     "fp32 + compiled flow net": {"train.compile": True},
     "bf16 autocast": {"train.mixed_precision": "bf16"},
     "+ math attention": {"train.mixed_precision": "bf16", "flow.attention": "math"},
@@ -205,8 +207,9 @@ def matmul_share(stepper, steps: int = 3) -> dict:
 def bench_training(profile: str, device, peaks: dict, quick: bool, variants=None) -> dict:
     import torch
     from crossflow.config import get_config
+    from crossflow.profiles import FP32_STEP
     from crossflow.train import TrainStep
-    base = get_config(profile)
+    base = get_config(profile, dict(FP32_STEP))        # every row's options apply to the fp32 step
     feats = synthetic_features(base)
     flops = train_flops_per_sample(base, feats)
     reps = 3 if quick else 8
@@ -393,7 +396,7 @@ def markdown(res: dict) -> str:
     tr = res["training"]
     L += [f"## Training step ({tr['profile']} recipe, batch {tr['batch_size']}, "
           f"{tr['flops_per_sample'] / 1e9:.3f} GFLOP per sample forward + backward)", "",
-          "The committed recipe, compiling in fp32, then bf16 with one more option per row; the last row is the fast "
+          "The recipe with the fp32 step, compiling in fp32, then bf16 with one more option per row; the last row is the fast "
           "step (`crossflow.profiles.FAST_STEP`). Config overrides in bench.json. FLOPs are the committed model's "
           "for every row.", "",
           "| variant | ms/step | samples/s | GFLOP/s | % fp32 peak | % bf16 peak | first step (s) | weights finite |",

@@ -11,13 +11,13 @@ CPU = torch.device("cpu")
 
 def test_last_bench_variant_is_the_fast_step():
     assert VARIANTS[list(VARIANTS)[-1]] == dict(FAST_STEP)
-    assert VARIANTS[next(iter(VARIANTS))] == {}, "the first row is the committed recipe"
+    assert VARIANTS[next(iter(VARIANTS))] == {}, "the first row is the fp32 step"
 
 
 def test_bench_runs_at_smoke_and_reports_against_the_peak():
     peaks = matmul_peaks(CPU, quick=True)
     assert set(peaks["peak"]) == {"fp32", "bf16"} and all(v > 0 for v in peaks["peak"].values())
-    variants = {"committed (fp32)": {}, "bf16 + math": {"train.mixed_precision": "bf16", "flow.attention": "math"}}
+    variants = {"fp32 step": {}, "bf16 + math": {"train.mixed_precision": "bf16", "flow.attention": "math"}}
     tr = bench_training("smoke", CPU, peaks, quick=True, variants=variants)
     assert [r["variant"] for r in tr["rows"]] == list(variants)
     for r in tr["rows"]:
@@ -30,7 +30,7 @@ def test_bench_runs_at_smoke_and_reports_against_the_peak():
     res = {"device": "cpu", "machine": machine(), "threads_used": 1, "command": "test", "date": "today",
            "peaks": peaks, "training": tr, "sampling": sa}
     md = markdown(res)
-    assert "% bf16 peak" in md and "committed (fp32)" in md
+    assert "% bf16 peak" in md and "fp32 step" in md
 
 
 def test_fast_sampler_is_the_sampler_artifacts_confirmed_choice():
