@@ -59,9 +59,20 @@ TINY_RECIPE: Mapping[str, Any] = MappingProxyType({
     "flow.patch_size": 2, "flow.width": 256, **FAST_STEP, "train.steps": 4200, "sample.cfg_scale": 3.0})
 
 
-# Figure 3's model sizes at tiny [open]: flow width/depth and the Text VE's width/depth grow together,
-# 0.18M-2.5M parameters (issue 5).
+# Figure 3's model sizes at tiny [open]: the comparison models' family (patch 2, the fast step), widths 64-256 with the
+# Text VE growing with the flow network up to the recipe's 128, 0.67M-8.3M generator parameters (12.4x); XL is the
+# comparison model itself (issue 15).
 _FIG3_TINY_SIZES = {
+    "XS": {"flow.width": 64, "flow.depth": 4, "flow.heads": 4, "text_ve.width": 64, "text_ve.ffn": 128},
+    "S": {"flow.width": 96, "flow.depth": 5, "flow.heads": 4, "text_ve.width": 96, "text_ve.ffn": 192},
+    "M": {"flow.width": 128, "flow.depth": 6, "flow.heads": 4},
+    "L": {"flow.width": 192, "flow.depth": 6, "flow.heads": 4},
+    "XL": {},
+}
+
+# Figure 3's earlier tiny sizes (patch 1; flow width/depth and the Text VE's width/depth grow together, 0.18M-2.5M
+# parameters, issue 5): the smoke and gpu-short profiles' sizes.
+_FIG3_SMALL_SIZES = {
     "XS": {"flow.width": 32, "flow.depth": 2, "flow.heads": 2, "text_ve.width": 32, "text_ve.depth": 1,
            "text_ve.heads": 2, "text_ve.ffn": 64},
     "S": {"flow.width": 48, "flow.depth": 3, "text_ve.width": 48, "text_ve.depth": 1, "text_ve.ffn": 96},
@@ -83,7 +94,7 @@ _SMOKE_CONFIG = {
 _SMOKE_EVALUATORS = {"judge_cells": 6000, "judge_steps": 300, "judge_batch": 128, "judge_feat": 16,
                      "judge_val_prompts": 120, "clip_dim": 64, "clip_width": 16, "clip_steps": 250, "clip_batch": 64,
                      "n_prompts": 24, "samples_per_prompt": 1, "fid_samples": 64}
-_SMOKE_FIG3_SIZES = {k: _FIG3_TINY_SIZES[k] for k in ("XS", "S", "M", "L", "XL")}
+_SMOKE_FIG3_SIZES = {k: _FIG3_SMALL_SIZES[k] for k in ("XS", "S", "M", "L", "XL")}
 
 _PAPER_CONFIG = {
     # The paper's sizes and recipe (docs/method.md sections 3, 6, 10). GPU only.
@@ -145,7 +156,7 @@ _PROFILES = {
         eval_sizes={"n_val": 500, "n_test": 2000},
         evaluators={},                                # the EvalConfig defaults are the tiny evaluators
         compression={},                               # the CompressionConfig defaults are the tiny ones
-        fig3={"steps": 300, "sizes": _FIG3_TINY_SIZES},
+        fig3={"steps": None, "sizes": _FIG3_TINY_SIZES},         # the comparison models' 2,800 steps
         sr={},                                        # the SRConfig defaults are the tiny super-resolution sizes
         depth={}),                                    # the DepthConfig defaults are the tiny depth sizes
     # the smoke sizes, on CUDA
@@ -168,7 +179,7 @@ _PROFILES = {
                     "train.ckpt_every": 100, "sample.steps": 25},
         eval_sizes={"n_val": 500, "n_test": 2000},
         evaluators={"threads": 0},
-        fig3={"steps": 300, "sizes": _FIG3_TINY_SIZES}),
+        fig3={"steps": 300, "sizes": _FIG3_SMALL_SIZES}),
     "gpu": Profile(
         "gpu", "one 80 GB GPU: each artifact a real step up from tiny on the same 32x32 domain", "cuda",
         "estimated 3.9 GPU-hours of network compute for every artifact on one H100 at the rate make gpu-check "

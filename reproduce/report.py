@@ -229,3 +229,28 @@ def interval_verdict(diffs: Sequence[float], level: float = 1 - FALSE_ALARM) -> 
     verdict = "holds" if low > 0 else "fails" if high <= 0 else "inconclusive"
     return {"verdict": verdict, "mean_diff": float(mean), "interval": (float(low), float(high)), "n": len(diffs),
             "level": level}
+
+
+def crossover_verdict(gaps: Mapping[str, Sequence[float]], level: float = 1 - FALSE_ALARM) -> dict:
+    """Figure 3's claim along one axis (issue 15 item 5). ``gaps``: {point: baseline - CrossFlow FID-domain per seed}
+    in axis order (smallest size or earliest step first; positive = CrossFlow better), the same seeds at every point.
+
+    Each point is read from its ``level`` t interval: CrossFlow **better** (wholly above 0), **worse** (wholly at or
+    below 0) or **level**. The paper's shape (worse when small / early, better at ~1B and 300K steps) lies mostly
+    beyond our range, so what is tested is its direction, "CrossFlow scales better": the gap grows from the first
+    point to the last, the interval of (last - first) per seed: **holds** above 0, **fails** at or below 0, else
+    **inconclusive** (:func:`interval_verdict`). Whether the signs cross inside our range is reported beside it."""
+    labels = list(gaps)
+    points = {}
+    for k in labels:
+        v = interval_verdict(list(gaps[k]), level)
+        points[k] = {**v, "sign": {"holds": "better", "fails": "worse"}.get(v["verdict"], "level")}
+    first, last = points[labels[0]]["sign"], points[labels[-1]]["sign"]
+    trend = interval_verdict([b - a for a, b in zip(gaps[labels[0]], gaps[labels[-1]], strict=True)], level)
+    shape = ("crossover as in the paper" if (first, last) == ("worse", "better") else
+             "opposite of the paper" if (first, last) == ("better", "worse") else "no crossover in our range")
+    text = (f"{shape} (CrossFlow {first} at {labels[0]}, {last} at {labels[-1]}); gap change {labels[0]} -> "
+            f"{labels[-1]} {trend['mean_diff']:+.1f}" + (f", {level:.0%} interval {trend['interval'][0]:+.1f} to "
+                                                         f"{trend['interval'][1]:+.1f}" if trend["interval"] else "")
+            + f": scales better {trend['verdict']}")
+    return {"verdict": trend["verdict"], "trend": trend, "points": points, "shape": shape, "text": text}

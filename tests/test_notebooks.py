@@ -53,7 +53,9 @@ CHECKS = {
     and m["verdict"]["verdict"] in ("holds", "fails", "inconclusive", "not testable at this scale")
     and all(v["verdict"] in ("holds", "fails", "inconclusive") for v in m["verdicts"].values())
     and m["crossflow"][0]["train_steps"] == m["baseline"][0]["train_steps"] == 20,
-    "fig3": lambda m: len(m["sizes"]) == 10 and m["parameter_range"] >= 10 and len(m["curve"]) == 6,
+    "fig3": lambda m: len(m["sizes"]) == 10 and m["parameter_range"] >= 10 and len(m["curve"]) == 6
+    and m["verdict"]["verdict"] in ("holds", "fails", "inconclusive")
+    and all(len(v) == 2 for v in m["verdict"]["size_gaps"].values()),
     "sampler": lambda m: len(m["euler50"]["runs"]) == 2 and len(m["grid"]) == 3 * 2
     and all(r["nfe"] in (4, 50) for r in m["grid"]) and isinstance(m["verdict"], str),
     "precision": lambda m: len(m["runs"]) == 3 and all(len(r["history"]) > 0 for r in m["runs"].values())
@@ -81,7 +83,8 @@ CHECKS = {
 }
 
 # smaller grids than the notebooks' defaults, so that the smoke runs take seconds
-SMOKE_PARAMS = {"sampler": {"nfes": [4, 50], "seeds": [0, 1]}, "precision": {"steps": 20}, "table1": {"seeds": [0, 1]},
+SMOKE_PARAMS = {"sampler": {"nfes": [4, 50], "seeds": [0, 1]}, "precision": {"steps": 20},
+                "table1": {"seeds": [0, 1]}, "fig3": {"seeds": [0, 1]}, "table3": {"seeds": [0, 1]},
                 "regime": {"overrides": {}, "n_test": 16, "n_val": 8, "cfg_scales": [2.0], "confirm_steps": 4,
                            "points": {"recipe": {"overrides": {}, "lengths": [0.5, 1]},
                                       "narrow": {"overrides": {"flow.width": 16}, "lengths": [1]}}}}
