@@ -29,7 +29,7 @@ FIGURES = {
     "table5": ("predictions.png",),
     "table9": ("predictions.png",),
     "table4": ("captions.png",),
-    "regime": ("regime.png",),
+    "regime": ("regime.png", "guidance_along_training.png"),
 }
 CHECKS = {
     "t2i": lambda m: m["train_steps"] == 20 and m["n_heldout_prompts"] > 0 and m["flow_params"] > 0,
@@ -79,7 +79,9 @@ CHECKS = {
     and all(0 <= r["token_accuracy"] <= 1 for r in m["reconstruction"].values()),
     "regime": lambda m: len(m["rows"]) == 3 and m["fid_floor"] > 0 and m["chosen"] is not None
     and all(0 <= r["geneval"] <= 1 and r["cpu_minutes"] > 0 for r in m["rows"])
-    and m["confirm"]["sampler"] == "euler 4" and set(m["guidance"]) == {"recipe", "narrow"} and set(m["target_check"]) >= {"fid_met", "geneval_met"},
+    and m["confirm"]["sampler"] == "euler 4" and set(m["guidance"]) == {"recipe", "narrow"} and set(m["target_check"]) >= {"fid_met", "geneval_met"}
+    and len(m["guidance_along_training"]["fid"]) == 2
+    and all(len(v) == 2 for d in m["guidance_along_training"]["fid"].values() for v in d.values()),
 }
 
 # smaller grids than the notebooks' defaults, so that the smoke runs take seconds
