@@ -182,7 +182,7 @@ _PROFILES = {
         fig3={"steps": 300, "sizes": _FIG3_SMALL_SIZES}),
     "gpu": Profile(
         "gpu", "one 80 GB GPU: each artifact a real step up from tiny on the same 32x32 domain", "cuda",
-        "estimated 3.9 GPU-hours of network compute for every artifact on one H100 at the rate make gpu-check "
+        "estimated 6.3 GPU-hours of network compute for every artifact on one H100 at the rate make gpu-check "
         "measured, plus data and evaluation overhead (results/estimate-gpu/estimate.md: per artifact, and how)",
         # [open] 5x the scenes, a 4x wider autoencoder, a ~35M-parameter flow network (width 384, depth 12)
         # and a 3M-parameter Text VE, batch 256 for 40K steps in bf16 (the paper's precision).

@@ -35,7 +35,7 @@ class EvalConfig:
     # -- evaluation sizes (what a notebook samples; not part of any network's cache key) --------------------
     n_prompts: int = 48                 # GenEval prompt suite size (make_prompt_suite: held-out pairs first)
     samples_per_prompt: int = 4         # GenEval's protocol generates 4 images per prompt
-    fid_samples: int = 1000             # generated images (one per test caption) vs as many real test images
+    fid_samples: int = 2000             # generated images (one per test caption) vs as many real test images; issue 15: >= 2,000
     # -- FID ---------------------------------------------------------------------------------------------
     fid_backend: str = "domain"         # "domain" (judge features) | "inception" (clean-fid Inception, needs weights)
     seed: int = 0
