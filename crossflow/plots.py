@@ -40,7 +40,11 @@ def sample_grid(images: torch.Tensor | np.ndarray, captions: list[str], ncol: in
             for s in ax.spines.values():
                 s.set_color("crimson"), s.set_linewidth(2)
     if title:
-        fig.suptitle(title, fontsize=9)
+        # Title just above the first row (the default top margin is a fixed 12% of the height, an empty band on
+        # a tall grid); savefig's tight bounding box then crops what is left above it.
+        height = fig.get_figheight()
+        fig.subplots_adjust(top=1 - 0.3 / height)
+        fig.suptitle(title, fontsize=9, y=1 - 0.08 / height, va="top")
     return fig
 
 
