@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from crossflow.config import ConfigError, get_config
-from crossflow.experiments import (Guidance, JobResult, baseline_config, benchmark_cost, crossover_shape, describe_gaps,
-                                   fid_gaps, gap_sign, generator_parameters, load_result, make_job, restore_record, run_job,
+from crossflow.experiments import (Guidance, JobResult, baseline_config, benchmark_cost,
+                                   generator_parameters, load_result, make_job, restore_record, run_job,
                                    sample_images, save_record, steps_to_loss)
 from crossflow.train import phase_at, train
 from reproduce.report import pairwise_verdict
@@ -161,29 +161,6 @@ def test_pairwise_verdict():
     assert pairwise_verdict(paper, {"a": 9, "b": 6, "c": 3}, {"a": None, "b": 0.5, "c": 0.5}) == "inconclusive"
     ties = {"x": 0.26, "y": 0.27, "z": 0.27}                                 # ties make no claim
     assert pairwise_verdict(ties, {"x": 1, "y": 2, "z": 1.5}, {"x": 0.1, "y": 0.1, "z": 0.1}) == "holds"
-
-
-def test_fid_gaps_carry_the_seed_spread():
-    rows = [{"method": "CrossFlow", "size": 1, "fid": 50.0, "fid_std": 3.0},
-            {"method": "baseline", "size": 1, "fid": 40.0, "fid_std": 4.0},
-            {"method": "CrossFlow", "size": 0, "fid": 90.0, "fid_std": float("nan")},   # one seed
-            {"method": "baseline", "size": 0, "fid": 95.0, "fid_std": 1.0},
-            {"method": "CrossFlow", "size": 2, "fid": 10.0}]                          # no baseline: skipped
-    gaps = fid_gaps(rows, "size")
-    assert list(gaps) == [0, 1]
-    assert gaps[0] == (5.0, None) and gaps[1] == (-10.0, 5.0)
-    assert describe_gaps(gaps, {0: "S", 1: "L"}) == "S: +5.0 (better), L: -10.0 ± 5.0 (worse)"
-
-
-def test_crossover_shape_reads_noise():
-    assert gap_sign(4.0, 5.0) == "level" and gap_sign(6.0, 5.0) == "better" and gap_sign(-6.0, 5.0) == "worse"
-    assert gap_sign(0.1, None) == "better"                                   # unknown spread: sign only
-    assert crossover_shape([(-20, 5), (0, 5), (10, 5)]).startswith("crossover as in the paper")
-    assert crossover_shape([(20, 5), (-10, 5)]).startswith("opposite of the paper")
-    assert crossover_shape([(-20, 5), (2, 5)]).startswith("no crossover in our range, the gap moves the paper's way")
-    assert crossover_shape([(3, 5), (-2, 5)]).startswith("no crossover: level")
-    assert crossover_shape([(20, 5), (2, 5)]).startswith("no crossover, the gap moves against the paper")
-    assert crossover_shape([(-20, None), (2, None)]).endswith("(one seed: signs only, spread unknown)")
 
 
 def test_steps_to_loss():

@@ -17,7 +17,7 @@ Selection never sees the test set.
 
 Modules: ``configs`` (budgets, the matched baseline), ``pool`` (Job, Guidance, run_jobs and result reuse),
 ``protocol`` (one job: train, select guidance on validation, report on test; cost benchmark; loss summaries),
-``stats`` (per-seed values, gaps, verdict words), ``regime`` (the compute-optimal recipe study). Everything is importable from here as before.
+``stats`` (per-seed values), ``regime`` (the compute-optimal recipe study). Everything is importable from here as before.
 """
 from .configs import baseline_config, experiment_config, fig3_plan, generator_parameters
 from .pool import Guidance, Job, JobResult, Scores, load_result, make_job, restore_record, run_jobs, save_record
@@ -25,8 +25,8 @@ from .protocol import (benchmark_cost, evaluate_images, final_loss, geneval_scor
                        steps_to_loss)
 from .regime import (checkpoint_at, choose_point, curve_rows, doubling_trend, guidance_summary, regime_jobs, study_base,
                      target_check)
-from .stats import crossover_shape, describe_gaps, fid_gaps, gap_sign, per_seed
+from .stats import per_seed
 
 __all__ = ["baseline_config", "experiment_config", "fig3_plan", "generator_parameters", "Guidance", "Job",
            "restore_record", "save_record", "JobResult", "Scores", "load_result", "make_job", "run_jobs", "benchmark_cost", "evaluate_images", "final_loss", "run_job",
-           "sample_images", "steps_to_loss", "choose_point", "curve_rows", "doubling_trend", "regime_jobs", "study_base", "target_check", "geneval_score", "checkpoint_at", "guidance_summary", "crossover_shape", "describe_gaps", "fid_gaps", "gap_sign", "per_seed"]
+           "sample_images", "steps_to_loss", "choose_point", "curve_rows", "doubling_trend", "regime_jobs", "study_base", "target_check", "geneval_score", "checkpoint_at", "guidance_summary", "per_seed"]
