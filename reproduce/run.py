@@ -140,6 +140,19 @@ def check_parameters(artifact: str, params: dict) -> None:
                              f"{', '.join(known)}")
 
 
+JOB_RECORDS = "jobs"   # the comparison notebooks' run_jobs(records=out / "jobs"): finished jobs' result.json
+
+
+def _carry_job_records(final: Path, scratch: Path) -> None:
+    """Start the scratch folder with the committed job records of the previous results, so that run_jobs
+    restores those jobs instead of training them again (a fresh clone resumes a long table where it stopped).
+    A record whose job spec has changed is ignored by run_jobs and overwritten. While a run is in progress its
+    new records are in ``.<artifact>.new-*/jobs/``; a failed run leaves them in ``.<artifact>.failed/jobs/``."""
+    records = final / JOB_RECORDS
+    if records.is_dir():
+        shutil.copytree(records, scratch / JOB_RECORDS)
+
+
 def _swap_in(new: Path, final: Path) -> None:
     """Replace folder ``final`` by ``new`` (two renames; the old results are deleted only after the swap). A
     hand-written ``README.md`` of the old results (notes on where and how they ran) is carried over."""
@@ -193,6 +206,7 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     print(f"[reproduce] {artifact} ({what}) profile={profile} device={device} -> {out_dir}", flush=True)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
+    _carry_job_records(out_dir, scratch)
     failed = out_dir.with_name(f".{out_dir.name}.failed")
     t0 = time.time()
     # the 1-minute load average before the run starts: what else was running (README's idle / under load columns)

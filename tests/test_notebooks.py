@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,21 @@ def test_notebook_runs_in_smoke_profile(artifact, tmp_path):
     before = executed.stat().st_mtime_ns
     run(artifact, profile="smoke", out=str(out), params=params)
     assert executed.stat().st_mtime_ns == before and (out / "inputs.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_a_fresh_machine_resumes_from_the_committed_job_records(tmp_path):
+    """Issue 15 (8): the finished jobs' result.json files committed in results/<artifact>/jobs let a fresh clone
+    skip those trainings. The driver executes into a scratch folder, so it must carry the records into it."""
+    out, runs = tmp_path / "table1", tmp_path / "runs"
+    params = {"runs_dir": str(runs), **SMOKE_PARAMS["table1"], "seeds": [0]}
+    run("table1", profile="smoke", out=str(out), params=params)
+    records = sorted(p.name for p in (out / "jobs").iterdir())
+    assert records, "the notebook keeps job records"
+    before = json.loads((out / "metrics.json").read_text())["metrics"]
+    shutil.rmtree(runs)                                   # a fresh machine: no training runs, only results/
+    run("table1", profile="smoke", out=str(out), params=params, force=True)
+    assert not list(runs.glob("*/checkpoint.pt")), "a recorded job was trained again"
+    assert sorted(p.name for p in (out / "jobs").iterdir()) == records
+    after = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert after["verdict"] == before["verdict"] and after["fid_gaps"] == before["fid_gaps"]
