@@ -140,6 +140,13 @@ def check_parameters(artifact: str, params: dict) -> None:
                              f"{', '.join(known)}")
 
 
+def _shown(out_dir: Path) -> str:
+    """How results name their own folder: relative to the repository when inside it ("results/table7"), so that
+    committed files do not carry the path of the checkout that made them."""
+    resolved = Path(out_dir).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(out_dir)
+
+
 JOB_RECORDS = "jobs"   # the comparison notebooks' run_jobs(records=out / "jobs"): finished jobs' result.json
 
 
@@ -235,7 +242,7 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     # final one, not the scratch folder
     for f in scratch.iterdir():
         if f.suffix in (".ipynb", ".json", ".md", ".csv", ".txt") and str(scratch) in (text := f.read_text()):
-            f.write_text(text.replace(str(scratch), str(out_dir)))
+            f.write_text(text.replace(str(scratch), _shown(out_dir)))
     # keep earlier executions' wall times: a re-run that reuses finished training runs takes seconds, and the
     # measurement of the full run must stay on record
     old = json.loads(stamp.read_text()) if stamp.exists() else {}

@@ -322,3 +322,10 @@ def test_results_swap_keeps_hand_written_notes(tmp_path):
     _swap_in(new, final)
     assert sorted(p.name for p in final.iterdir()) == ["README.md", "table3.csv"]
     assert (final / "README.md").read_text() == "trained on one H200" and not new.exists()
+
+
+def test_results_name_their_folder_relative_to_the_repository(tmp_path):
+    """Committed metrics.json / notebooks named the checkout that made them (/tmp/wt/results/...)."""
+    from reproduce.run import ROOT, _shown
+    assert _shown(ROOT / "results" / "table7") == "results/table7"
+    assert _shown(tmp_path / "table7") == str(tmp_path / "table7")      # outside the repository: as given
