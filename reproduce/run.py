@@ -199,7 +199,7 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     notebook = ROOT / nb_rel
     out_dir = Path(out) if out else ROOT / "results" / (artifact if profile == "tiny" else f"{artifact}-{profile}")
     _restore_interrupted(out_dir)
-    params = {"profile": profile, "out_dir": str(out_dir), **(params or {})}
+    params = {"profile": profile, "out_dir": _shown(out_dir), **(params or {})}
     stamp = out_dir / "inputs.json"
     parts = input_parts(notebook, {k: v for k, v in params.items() if k != "out_dir"})
     digest = parts_hash(parts)
