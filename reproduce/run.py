@@ -239,10 +239,13 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
             os.environ["TQDM_DISABLE"] = tqdm_before
     wall = time.time() - t0
     # what the notebook wrote names its output folder (paths in metrics.json, the injected parameters): the
-    # final one, not the scratch folder
+    # final one, not the scratch folder; and other paths in the checkout relative to it (papermill's input_path)
     for f in scratch.iterdir():
-        if f.suffix in (".ipynb", ".json", ".md", ".csv", ".txt") and str(scratch) in (text := f.read_text()):
-            f.write_text(text.replace(str(scratch), _shown(out_dir)))
+        if f.suffix in (".ipynb", ".json", ".md", ".csv", ".txt"):
+            text = f.read_text()
+            new = text.replace(str(scratch), _shown(out_dir)).replace(f"{ROOT}/", "")
+            if new != text:
+                f.write_text(new)
     # keep earlier executions' wall times: a re-run that reuses finished training runs takes seconds, and the
     # measurement of the full run must stay on record
     old = json.loads(stamp.read_text()) if stamp.exists() else {}

@@ -159,3 +159,5 @@ def test_a_fresh_machine_resumes_from_the_committed_job_records(tmp_path):
     assert sorted(p.name for p in (out / "jobs").iterdir()) == records
     after = json.loads((out / "metrics.json").read_text())["metrics"]
     assert after["verdict"] == before["verdict"] and after["fid_gaps"] == before["fid_gaps"]
+    executed = (out / Path(ARTIFACTS["table1"][0]).name).read_text()
+    assert f"{ROOT}/" not in executed, "results name checkout paths relative to it (papermill's input_path)"
