@@ -11,7 +11,7 @@ import torch
 from crossflow.config import ConfigError, get_config
 from crossflow.experiments import (Guidance, JobResult, baseline_config, benchmark_cost,
                                    generator_parameters, load_result, make_job, restore_record, run_job,
-                                   sample_images, save_record, steps_to_loss)
+                                   run_jobs, sample_images, save_record, steps_to_loss)
 from crossflow.train import phase_at, train
 from reproduce.report import pairwise_verdict
 
@@ -145,6 +145,37 @@ def test_job_trains_evaluates_and_is_reused(smoke_cfg, tmp_path):
     assert load_result(fresh) == res and not (tmp_path / "fresh-clone" / "c_final-s0" / "step10.pt").exists()
     other = make_job("c/final", smoke_cfg, 0, tmp_path / "other-clone", guidance=[Guidance()])
     assert not restore_record(other, records) and load_result(other) is None
+
+
+def test_results_scored_by_other_evaluators_are_rerun_not_mixed(smoke_cfg, tmp_path, recwarn):
+    """Evaluators are trained where the table runs; another CPU kind trains other ones (seen: an Intel and an AMD
+    machine gave other judge weights). A record or run folder scored by them must not join a table made here."""
+    job = make_job("c/x", smoke_cfg, 0, tmp_path / "runs")
+    records = tmp_path / "records"
+    [res] = run_jobs([job], workers=1, records=records)
+    rec = records / "c_x-s0.json"
+    foreign = json.loads(rec.read_text())
+    foreign["evaluators_sha256"] = {"judge": "0" * 64, "clip": "1" * 64}
+    foreign["test"]["fid"] = -1.0
+    rec.write_text(json.dumps(foreign))
+    fresh = make_job("c/x", smoke_cfg, 0, tmp_path / "fresh-clone")
+    assert not restore_record(fresh, records, res.evaluators_sha256)
+    assert restore_record(fresh, records) and load_result(fresh).test.fid == -1.0   # without the check: mixed
+    with pytest.warns(UserWarning, match="1 finished job.*judge 00000000.*c/x s0"):
+        [again] = run_jobs([fresh], workers=1, records=records)
+    assert again.evaluators_sha256 == res.evaluators_sha256 and again.test.fid == res.test.fid     # rerun whole
+    assert json.loads(rec.read_text())["evaluators_sha256"] == res.evaluators_sha256                # record replaced
+    assert (tmp_path / "fresh-clone" / "c_x-s0.other-evaluators-00000000" / "result.json").exists()
+    # a run folder scored by other evaluators: moved aside (kept), the job rerun
+    path = tmp_path / "runs" / "c_x-s0" / "result.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "evaluators_sha256": {"judge": "2" * 64}}))
+    with pytest.warns(UserWarning, match="judge 22222222"):
+        run_jobs([job], workers=1)
+    assert (tmp_path / "runs" / "c_x-s0.other-evaluators-22222222" / "checkpoint.pt").exists()
+    assert load_result(job).evaluators_sha256 == res.evaluators_sha256
+    recwarn.clear()
+    run_jobs([job, fresh], workers=1, records=records)                 # matching results: reused, no warning
+    assert not [w for w in recwarn if "other evaluator" in str(w.message)]
 
 
 def test_autoguidance_without_guide_is_an_error(smoke_cfg, smoke_features, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -180,18 +181,31 @@ def run_jobs(jobs: Sequence[Job], workers: int = 2, log=None, force: bool = Fals
     from their last checkpoint. ``log``: a file path that gets one line per finished job (tail -f it).
     ``records``: a folder committed with the results (e.g. results/table3/jobs) that keeps every finished job's
     result.json as ``<run folder name>.json``; a job recorded there with the same spec is restored into its run
-    folder instead of rerun, so a fresh clone (or another machine) resumes a long table where it stopped."""
-    if records is not None and not force:
-        for j in jobs:
-            restore_record(j, records)
-    from .protocol import _CACHE, _features, _features_key, run_job
-    todo = sorted((j for j in jobs if force or load_result(j) is None), key=lambda j: j.seed)
+    folder instead of rerun, so a fresh clone (or another machine) resumes a long table where it stopped.
+
+    A finished result (record or run folder) is reused only if it was scored by the evaluator networks this
+    machine has (:func:`evaluators_sha256`): they are trained here, and another CPU kind trains them (and the
+    autoencoder) to other weights, so results of two machines must not share a table. Such jobs are rerun
+    whole, with a warning; an old run folder is kept beside as ``<run>.other-evaluators-<judge sha256[:8]>``."""
     from ..evaluate import load_evaluators
+    from .protocol import _CACHE, _features, _features_key, run_job
+    text_key = lambda j: json.dumps(j.eval_text, sort_keys=True)  # noqa: E731
+    here = {k: evaluators_sha256(load_evaluators(j.eval_cfg, progress=False))   # builds them if missing
+            for k, j in {text_key(j): j for j in jobs}.items()}
+    if not force:
+        other = [(j, theirs) for j in jobs if (theirs := set_aside_other_evaluators(j, here[text_key(j)], records))]
+        if other:
+            judges = sorted({(t.get("judge") or "?")[:8] for _, t in other})
+            warnings.warn(f"{len(other)} finished job(s) were scored by other evaluator networks (judge "
+                          f"{', '.join(judges)}; this machine's: {(next(iter(here.values()))['judge'] or '?')[:8]}), "
+                          f"made on another kind of machine; they are rerun so that one table shares one set of "
+                          f"evaluators: {', '.join(f'{j.row} s{j.seed}' for j, _ in other)}", stacklevel=2)
+        if records is not None:
+            for j in jobs:
+                restore_record(j, records, here[text_key(j)])
+    todo = sorted((j for j in jobs if force or load_result(j) is None), key=lambda j: j.seed)
     for j in {_features_key(j.cfg): j for j in todo}.values():   # warm each cache once here, not in every worker
         _features(j.cfg)
-    for text in {json.dumps(j.eval_text, sort_keys=True) for j in todo}:
-        j = next(j for j in todo if json.dumps(j.eval_text, sort_keys=True) == text)
-        load_evaluators(j.eval_cfg, progress=False)
     _CACHE.clear()
     done: dict[str, JobResult] = {}
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="jobs")
@@ -245,17 +259,51 @@ def save_record(job: Job, records) -> None:
             Path(tmp).write_bytes(src.read_bytes())
 
 
-def restore_record(job: Job, records) -> bool:
-    """Put the recorded result of ``job`` into its run folder if the run has none and the record's spec matches
-    (a record of another spec is left alone: the job runs). True if restored."""
-    rec = _record_path(job, records)
-    if load_result(job) is not None or not rec.exists():
-        return False
+def evaluators_sha256(ev) -> dict:
+    """The evaluator networks that score a job, as its result records them: their sha256 (None: not a file)."""
+    return {"judge": ev.judge_info.get("sha256"), "clip": ev.clip_info.get("sha256")}
+
+
+def _read(path: Path) -> dict | None:
     try:
-        res = json.loads(rec.read_text())
-    except ValueError:
+        return json.loads(path.read_text()) if path.exists() else None
+    except ValueError:                                   # truncated
+        return None
+
+
+def _scored_by(job: Job, records=None) -> dict | None:
+    """The evaluators of the job's finished result: its run folder's, else its record's (same spec only)."""
+    for path in [Path(job.run_dir) / "result.json"] + ([_record_path(job, records)] if records is not None else []):
+        res = _read(path)
+        if res is not None and res.get("spec_hash") == job.spec_hash():
+            return res.get("evaluators_sha256")
+    return None
+
+
+def set_aside_other_evaluators(job: Job, evaluators: dict, records=None) -> dict | None:
+    """The evaluators of the job's finished result (run folder, else record) if they are not ``evaluators``,
+    else None. Its run folder, if any, is then moved to ``<run>.other-evaluators-<judge[:8]>`` (kept, not
+    deleted) so that the job is rerun whole: its checkpoint lives in another machine's latent space."""
+    theirs = _scored_by(job, records)
+    if theirs is None or theirs == evaluators:
+        return None
+    run = Path(job.run_dir)
+    if run.exists():
+        aside = run.with_name(f"{run.name}.other-evaluators-{(theirs.get('judge') or 'none')[:8]}")
+        while aside.exists():
+            aside = aside.with_name(aside.name + "+")
+        run.rename(aside)
+    return theirs
+
+
+def restore_record(job: Job, records, evaluators: dict | None = None) -> bool:
+    """Put the recorded result of ``job`` into its run folder if the run has none and the record's spec matches
+    (a record of another spec is left alone: the job runs), and, given ``evaluators``, only if the record was
+    scored by them. True if restored."""
+    res = _read(_record_path(job, records))
+    if load_result(job) is not None or res is None or res.get("spec_hash") != job.spec_hash():
         return False
-    if res.get("spec_hash") != job.spec_hash():
+    if evaluators is not None and res.get("evaluators_sha256") != evaluators:
         return False
     from ..utils import write_json
     write_json(Path(job.run_dir) / "result.json", res)

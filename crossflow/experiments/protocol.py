@@ -15,7 +15,7 @@ from ..config import Config, to_dict
 from ..device import resolve_device, synchronize
 from ..profiles import get_profile
 from ..utils import stable_hash, write_json
-from .pool import Guidance, Job, JobResult, load_result
+from .pool import Guidance, Job, JobResult, evaluators_sha256, load_result
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def run_job(job: Job, force: bool = False) -> JobResult:
                    "text_ve": count_parameters(model.text_ve) if model.text_ve is not None else 0},
         "history": [{k: r[k] for k in ("step", "loss", "fm", "phase") if k in r} for r in result.history],
         "checkpoint": str(run_dir / CKPT), "checkpoint_sha256": stored_checksum(run_dir / CKPT),
-        "evaluators_sha256": {"judge": ev.judge_info.get("sha256"), "clip": ev.clip_info.get("sha256")},
+        "evaluators_sha256": evaluators_sha256(ev),
         "sampler": {"solver": cfg.sample.solver, "steps": cfg.sample.steps},
         "seconds": round(time.time() - t0, 1), "threads": torch.get_num_threads(),
     }
