@@ -261,6 +261,30 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     return out_dir
 
 
+def other_evaluators(folder: Path) -> str:
+    """A note if the result in ``folder`` was scored by other evaluator networks than those in this machine's
+    cache (its metrics.json provenance and job records name their sha256): they are trained where first needed,
+    and another CPU kind trains them to other weights, so re-running here gives other numbers (within
+    ``make verify``'s spread). Empty if they match or this machine has built none yet (nothing is built here)."""
+    from crossflow.utils import cache_dir
+    used: dict[str, set] = {}
+    docs = [json.loads((folder / "metrics.json").read_text()).get("provenance", {}).get("evaluators", {})]
+    docs += [json.loads(f.read_text()).get("evaluators_sha256") or {} for f in sorted((folder / JOB_RECORDS).glob("*.json"))]
+    for d in docs:
+        for kind, sha in d.items():
+            if kind in ("judge", "clip") and sha:
+                used.setdefault(kind, set()).add(sha)
+    here: dict[str, set] = {}
+    for f in Path(cache_dir("evaluators")).glob("*.pt.sha256"):
+        here.setdefault(f.name.split("-")[0], set()).add(f.read_text().split()[0])
+    other = {k: v - here[k] for k, v in used.items() if here.get(k) and v - here[k]}
+    if not other:
+        return ""
+    return ("; scored by other evaluators than this machine's (" + ", ".join(
+        f"{k} {', '.join(sorted(h[:8] for h in v))} vs {', '.join(sorted(h[:8] for h in here[k]))}"
+        for k, v in sorted(other.items())) + "): another machine kind; a re-run here gives other numbers")
+
+
 def status(profile: str = "tiny", results: Path = ROOT / "results") -> list[tuple[str, str]]:
     """(artifact, state) for every artifact: "current", "stale: <changed parts>" or "not produced"."""
     out = []
@@ -275,7 +299,7 @@ def status(profile: str = "tiny", results: Path = ROOT / "results") -> list[tupl
         parts = input_parts(ROOT / nb_rel, params)
         digest = parts_hash(parts)
         if old.get("hash") == digest:
-            out.append((artifact, "current"))
+            out.append((artifact, "current" + other_evaluators(folder)))
         elif old.get("parts"):
             out.append((artifact, "stale: " + ", ".join(changed_parts(old["parts"], parts))))
         else:

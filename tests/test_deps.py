@@ -105,7 +105,7 @@ def test_status_lists_every_artifact(tmp_path):
     from reproduce.run import ARTIFACTS, ROOT, input_parts, parts_hash, status
     rows = dict(status())
     assert set(rows) == set(ARTIFACTS)
-    assert all(s in ("current", "not produced") or s.startswith("stale") for s in rows.values())
+    assert all(s == "not produced" or s.startswith(("current", "stale")) for s in rows.values())
     folder = tmp_path / "table9-smoke"
     folder.mkdir()
     params = {"profile": "smoke"}
@@ -117,6 +117,31 @@ def test_status_lists_every_artifact(tmp_path):
     (folder / "inputs.json").write_text(json.dumps({"hash": "0", "params": params, "parts": {**parts, "params": "x"}}))
     assert dict(status("smoke", tmp_path))["table9"] == "stale: params"
     assert dict(status("smoke", tmp_path))["table5"] == "not produced"
+
+
+def test_status_names_results_scored_by_other_evaluators(tmp_path, monkeypatch):
+    """Evaluators are trained where first needed and differ by machine kind: a current result scored by others
+    than this machine's cached ones says so; with none cached (nothing built yet) or the same, it does not."""
+    import json
+
+    from reproduce.run import ARTIFACTS, ROOT, input_parts, parts_hash, status
+    monkeypatch.setenv("CROSSFLOW_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "table9-smoke"
+    (folder / "jobs").mkdir(parents=True)
+    params = {"profile": "smoke"}
+    parts = input_parts(ROOT / ARTIFACTS["table9"][0], params)
+    (folder / "inputs.json").write_text(json.dumps({"hash": parts_hash(parts), "params": params, "parts": parts}))
+    (folder / "metrics.json").write_text(json.dumps({"provenance": {"evaluators": {"clip": "c" * 64}}}))
+    (folder / "jobs" / "a-s0.json").write_text(json.dumps({"evaluators_sha256": {"judge": "a" * 64, "clip": "c" * 64}}))
+    assert dict(status("smoke", tmp_path))["table9"] == "current"                          # nothing built here
+    ev = tmp_path / "cache" / "evaluators"                   # status made it (cache_dir), empty
+    (ev / "judge-123.pt.sha256").write_text("a" * 64 + "  judge-123.pt\n")
+    (ev / "clip-456.pt.sha256").write_text("c" * 64 + "  clip-456.pt\n")
+    assert dict(status("smoke", tmp_path))["table9"] == "current"                          # the same networks
+    (ev / "judge-123.pt.sha256").write_text("b" * 64 + "  judge-123.pt\n")
+    state = dict(status("smoke", tmp_path))["table9"]
+    assert state.startswith("current; scored by other evaluators") and "judge aaaaaaaa vs bbbbbbbb" in state
+    assert "clip" not in state
 
 
 def test_modules_named_in_strings_can_be_declared_unused(tmp_path):
