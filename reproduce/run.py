@@ -251,7 +251,7 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     old = json.loads(stamp.read_text()) if stamp.exists() else {}
     history = old.get("history") or ([{k: old[k] for k in ("hash", "wall_seconds") if k in old}] if old else [])
     history.append({"hash": digest, "wall_seconds": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "load_at_start": load_at_start, "cpus": os.cpu_count()})
+                    "load_at_start": load_at_start, "cpus": os.cpu_count(), "cpu": cpu_model()})
     write_json(scratch / "inputs.json", {"hash": digest, "params": params, "wall_seconds": round(wall, 1),
                                          "notebook": nb_rel, "parts": parts, "history": history[-20:]})
     os.chmod(scratch, 0o755)                              # mkdtemp makes it 0700
@@ -259,6 +259,19 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     shutil.rmtree(failed, ignore_errors=True)
     print(f"[reproduce] {artifact} done in {wall / 60:.1f} min", flush=True)
     return out_dir
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo; else what platform knows): results of two CPU kinds differ in their
+    last bits (README, Reliability: machine kind), so every execution records it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
 
 
 def other_evaluators(folder: Path) -> str:

@@ -94,7 +94,8 @@ def test_a_failing_notebook_leaves_the_previous_results_whole(tmp_path):
     run("fig4", profile="smoke", out=str(out), params=params)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert str(tmp_path / ".fig4.new") not in (out / "metrics.json").read_text()     # final paths recorded
-    assert json.loads((out / "inputs.json").read_text())["params"]["out_dir"] == str(out)
+    stamp = json.loads((out / "inputs.json").read_text())
+    assert stamp["params"]["out_dir"] == str(out) and stamp["history"][-1]["cpu"]     # the machine kind recorded
     with pytest.raises(SystemExit, match=r"fig4 FAILED in cell \d+ .*unchanged"):
         run("fig4", profile="smoke", out=str(out), params={**params, "n_between": "abc"}, force=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
