@@ -298,8 +298,10 @@ def other_evaluators(folder: Path) -> str:
         for k, v in sorted(other.items())) + "): another machine kind; a re-run here gives other numbers")
 
 
-def status(profile: str = "tiny", results: Path = ROOT / "results") -> list[tuple[str, str]]:
-    """(artifact, state) for every artifact: "current", "stale: <changed parts>" or "not produced"."""
+def status(profile: str = "tiny", results: Path = ROOT / "results", machine: bool = True) -> list[tuple[str, str]]:
+    """(artifact, state) for every artifact: "current", "stale: <changed parts>" or "not produced". ``machine``:
+    add to "current" whether this machine's evaluators are those that scored it (:func:`other_evaluators`); a
+    committed report leaves that out, since it depends on the machine that reads it."""
     out = []
     for artifact, (nb_rel, _) in ARTIFACTS.items():
         folder = Path(results) / (artifact if profile == "tiny" else f"{artifact}-{profile}")
@@ -312,7 +314,7 @@ def status(profile: str = "tiny", results: Path = ROOT / "results") -> list[tupl
         parts = input_parts(ROOT / nb_rel, params)
         digest = parts_hash(parts)
         if old.get("hash") == digest:
-            out.append((artifact, "current" + other_evaluators(folder)))
+            out.append((artifact, "current" + (other_evaluators(folder) if machine else "")))
         elif old.get("parts"):
             out.append((artifact, "stale: " + ", ".join(changed_parts(old["parts"], parts))))
         else:

@@ -71,7 +71,7 @@ def scoreboard(results: Path = ROOT / "results", profile: str = "tiny") -> str:
     artifact recorded, the evidence, the paper's numbers, and whether the artifact's results are current."""
     from reproduce.paper_numbers import CLAIMS
     from reproduce.run import status
-    states = dict(status(profile, results))
+    states = dict(status(profile, results, machine=False))
     rows = ["| # | claim (paper) | paper | verdict here | evidence here | artifact | results |",
             "|---|---|---|---|---|---|---|"]
     counts: dict[str, int] = {}

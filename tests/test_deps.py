@@ -142,6 +142,7 @@ def test_status_names_results_scored_by_other_evaluators(tmp_path, monkeypatch):
     state = dict(status("smoke", tmp_path))["table9"]
     assert state.startswith("current; scored by other evaluators") and "judge aaaaaaaa vs bbbbbbbb" in state
     assert "clip" not in state
+    assert dict(status("smoke", tmp_path, machine=False))["table9"] == "current"          # REPORT.md's view
 
 
 def test_modules_named_in_strings_can_be_declared_unused(tmp_path):
