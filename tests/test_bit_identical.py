@@ -6,8 +6,9 @@ run produces on the CPU: the image latents, the trained weights (raw and EMA) of
 cross-attention baseline, their sampled images, text latents and a Table 10 text autoencoder. If a change moves
 any of them by one bit, this test fails and says which.
 
-Floating-point results depend on the torch build and the data, so the golden file is keyed by the torch version
-and a hash of the Fashion-MNIST files in use; elsewhere the test is skipped with the reason (regenerate the file
+Floating-point results depend on the torch build, the CPU kind and the data, so the golden file is keyed by the
+torch version, the CPU vendor (an AMD machine gives other bits than the Intel one that made it; measured
+2026-11-27) and a hash of the Fashion-MNIST files in use; elsewhere the test is skipped with the reason (regenerate the file
 there with ``python -m tests.test_bit_identical --write`` from a commit whose results you trust).
 """
 from __future__ import annotations
@@ -77,14 +78,27 @@ def fingerprints(tmp: Path) -> dict[str, str]:
     return out
 
 
+def cpu_vendor() -> str:
+    """GenuineIntel, AuthenticAMD, ... (/proc/cpuinfo); else the machine architecture."""
+    import platform
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def test_cpu_results_are_bit_identical_to_the_golden_run(tmp_path, monkeypatch):
     # a cache of its own: an autoencoder cached by another test, trained with another thread count, holds other
     # bits (oneDNN convolutions sum in a thread-dependent order), and the golden run trained its own
     monkeypatch.setenv("CROSSFLOW_CACHE", str(tmp_path / "cache"))
     golden = json.loads(GOLDEN.read_text())
-    here = {"torch": torch.__version__, "data": data_key()}
-    if {k: golden[k] for k in here} != here:
-        pytest.skip(f"golden fingerprints were made with {({k: golden[k] for k in here})}, this machine has {here}")
+    here = {"torch": torch.__version__, "cpu_vendor": cpu_vendor(), "data": data_key()}
+    made = {k: golden.get(k) for k in here}
+    if made != here:
+        pytest.skip(f"golden fingerprints were made with {made}, this machine has {here}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)                     # the golden run used one thread
     try:
@@ -104,7 +118,8 @@ if __name__ == "__main__":          # python -m tests.test_bit_identical --write
     with tempfile.TemporaryDirectory() as d:
         fp = fingerprints(Path(d))
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
-    body = {"torch": torch.__version__, "data": data_key(), "commit": commit, "fingerprints": fp}
+    body = {"torch": torch.__version__, "cpu_vendor": cpu_vendor(), "data": data_key(), "commit": commit,
+            "fingerprints": fp}
     print(json.dumps(body, indent=2))
     if "--write" in sys.argv:
         GOLDEN.parent.mkdir(exist_ok=True)
