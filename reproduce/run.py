@@ -261,12 +261,13 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
     return out_dir
 
 
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo; else what platform knows): results of two CPU kinds differ in their
-    last bits (README, Reliability: machine kind), so every execution records it."""
+def cpu_model(field: str = "model name") -> str:
+    """The CPU's model name, or another /proc/cpuinfo ``field`` (e.g. "vendor_id"); else what platform knows:
+    results of two CPU kinds differ in their last bits (README, Reliability: machine kind), so every execution
+    records it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass

@@ -79,15 +79,9 @@ def fingerprints(tmp: Path) -> dict[str, str]:
 
 
 def cpu_vendor() -> str:
-    """GenuineIntel, AuthenticAMD, ... (/proc/cpuinfo); else the machine architecture."""
-    import platform
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
+    """GenuineIntel, AuthenticAMD, ... (the driver's reader of /proc/cpuinfo)."""
+    from reproduce.run import cpu_model
+    return cpu_model("vendor_id")
 
 
 def test_cpu_results_are_bit_identical_to_the_golden_run(tmp_path, monkeypatch):
