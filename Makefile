@@ -67,6 +67,7 @@ data:
 	  $(PY) -m pip download --no-deps --quiet imgaug==0.4.0 -d .cache/downloads || \
 	  echo "could not fetch imgaug 0.4.0; Table 9 needs it (README: Data)"; \
 	fi
+	@$(PY) -m reproduce.weights                      # the shipped autoencoder and evaluators (weights/README.md)
 
 test: venv data
 	$(PY) -m pytest -q
