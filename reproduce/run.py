@@ -212,6 +212,8 @@ def run(artifact: str, profile: str = "tiny", out: str | None = None, params: di
         print(f"[reproduce] {artifact}: changed since the last run: {', '.join(changed_parts(old_stamp['parts'], parts))}")
     print(f"[reproduce] {artifact} ({what}) profile={profile} device={device} -> {out_dir}", flush=True)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    from reproduce.weights import seed_cache
+    seed_cache()                                          # the shipped autoencoder and evaluators, where not cached
     scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
     _carry_job_records(out_dir, scratch)
     failed = out_dir.with_name(f".{out_dir.name}.failed")
