@@ -277,12 +277,13 @@ def cpu_model(field: str = "model name") -> str:
     return platform.processor() or platform.machine()
 
 
-def other_evaluators(folder: Path) -> str:
-    """A note if the result in ``folder`` was scored by other evaluator networks than those in this machine's
-    cache (its metrics.json provenance and job records name their sha256): they are trained where first needed,
-    and another CPU kind trains them to other weights, so re-running here gives other numbers (within
-    ``make verify``'s spread). Empty if they match or this machine has built none yet (nothing is built here)."""
-    from crossflow.utils import cache_dir
+def other_evaluators(folder: Path, shipped: Path | None = None) -> str:
+    """A note if the result in ``folder`` was scored by other evaluator networks than the shipped ones
+    (``weights/evaluators``; its metrics.json provenance and job records name their sha256). Results made before the
+    evaluators were shipped were scored by networks trained on the machine that made them, and another CPU kind
+    trains them to other weights: a re-run gives other numbers (within ``make verify``'s spread). Empty if they
+    match or nothing is shipped for that kind of network."""
+    from reproduce import weights
     used: dict[str, set] = {}
     docs = [json.loads((folder / "metrics.json").read_text()).get("provenance", {}).get("evaluators", {})]
     docs += [json.loads(f.read_text()).get("evaluators_sha256") or {} for f in sorted((folder / JOB_RECORDS).glob("*.json"))]
@@ -290,21 +291,20 @@ def other_evaluators(folder: Path) -> str:
         for kind, sha in d.items():
             if kind in ("judge", "clip") and sha:
                 used.setdefault(kind, set()).add(sha)
-    here: dict[str, set] = {}
-    for f in Path(cache_dir("evaluators")).glob("*.pt.sha256"):
-        here.setdefault(f.name.split("-")[0], set()).add(f.read_text().split()[0])
-    other = {k: v - here[k] for k, v in used.items() if here.get(k) and v - here[k]}
+    ref: dict[str, set] = {}
+    for f in Path(shipped or weights.SHIPPED).joinpath("evaluators").glob("*.pt.sha256"):
+        ref.setdefault(f.name.split("-")[0], set()).add(f.read_text().split()[0])
+    other = {k: v - ref[k] for k, v in used.items() if ref.get(k) and v - ref[k]}
     if not other:
         return ""
-    return ("; scored by other evaluators than this machine's (" + ", ".join(
-        f"{k} {', '.join(sorted(h[:8] for h in v))} vs {', '.join(sorted(h[:8] for h in here[k]))}"
-        for k, v in sorted(other.items())) + "): another machine kind; a re-run here gives other numbers")
+    return ("; scored by other evaluators than the shipped ones (" + ", ".join(
+        f"{k} {', '.join(sorted(h[:8] for h in v))} vs {', '.join(sorted(h[:8] for h in ref[k]))}"
+        for k, v in sorted(other.items())) + "): made before weights/ existed; a re-run gives other numbers")
 
 
-def status(profile: str = "tiny", results: Path = ROOT / "results", machine: bool = True) -> list[tuple[str, str]]:
-    """(artifact, state) for every artifact: "current", "stale: <changed parts>" or "not produced". ``machine``:
-    add to "current" whether this machine's evaluators are those that scored it (:func:`other_evaluators`); a
-    committed report leaves that out, since it depends on the machine that reads it."""
+def status(profile: str = "tiny", results: Path = ROOT / "results") -> list[tuple[str, str]]:
+    """(artifact, state) for every artifact: "current", "stale: <changed parts>" or "not produced"; "current" says
+    too whether the shipped evaluators scored it (:func:`other_evaluators`)."""
     out = []
     for artifact, (nb_rel, _) in ARTIFACTS.items():
         folder = Path(results) / (artifact if profile == "tiny" else f"{artifact}-{profile}")
@@ -317,7 +317,7 @@ def status(profile: str = "tiny", results: Path = ROOT / "results", machine: boo
         parts = input_parts(ROOT / nb_rel, params)
         digest = parts_hash(parts)
         if old.get("hash") == digest:
-            out.append((artifact, "current" + (other_evaluators(folder) if machine else "")))
+            out.append((artifact, "current" + other_evaluators(folder)))
         elif old.get("parts"):
             out.append((artifact, "stale: " + ", ".join(changed_parts(old["parts"], parts))))
         else:

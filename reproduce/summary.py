@@ -71,7 +71,7 @@ def scoreboard(results: Path = ROOT / "results", profile: str = "tiny") -> str:
     artifact recorded, the evidence, the paper's numbers, and whether the artifact's results are current."""
     from reproduce.paper_numbers import CLAIMS
     from reproduce.run import status
-    states = dict(status(profile, results, machine=False))
+    states = dict(status(profile, results))
     rows = ["| # | claim (paper) | paper | verdict here | evidence here | artifact | results |",
             "|---|---|---|---|---|---|---|"]
     counts: dict[str, int] = {}
@@ -83,7 +83,8 @@ def scoreboard(results: Path = ROOT / "results", profile: str = "tiny") -> str:
             verdict, evidence = _recorded_verdict(c, json.loads((folder / "metrics.json").read_text()))
             link = f"[{c['artifact']}]({folder.name}/)"
             state = states.get(c["artifact"], "-")
-            state = "stale inputs" if state.startswith("stale") else state
+            state = ("stale inputs" if state.startswith("stale") else
+                     "current, scored by other evaluators" if "other evaluators" in state else state)
         counts[verdict] = counts.get(verdict, 0) + 1
         if profile == "tiny":                            # the same claim tested at another profile, if it was
             for other in PROFILE_NAMES:
@@ -98,7 +99,9 @@ def scoreboard(results: Path = ROOT / "results", profile: str = "tiny") -> str:
             f"{len(CLAIMS)} claims: {summary}. Each verdict is the one its artifact recorded by a rule fixed before "
             "it ran (see the artifact's notes); \"no formal verdict\" = the artifact reports numbers and a note "
             "only; \"stale inputs\" = the code the artifact depends on changed since it ran (`make status` says "
-            "what; text-to-image results are bit-identical through this version's refactors, a test checks it). "
+            "what; text-to-image results are bit-identical through this version's refactors, a test checks it); "
+            "\"current, scored by other evaluators\" = made before the evaluator networks were shipped "
+            "(`weights/`), with the judge and CLIP of the machine that made it, so a re-run scores it otherwise. "
             f"These are {profile}-profile answers, not the paper's scale.\n\n" + "\n".join(rows) + "\n")
 
 

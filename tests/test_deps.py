@@ -119,13 +119,12 @@ def test_status_lists_every_artifact(tmp_path):
     assert dict(status("smoke", tmp_path))["table5"] == "not produced"
 
 
-def test_status_names_results_scored_by_other_evaluators(tmp_path, monkeypatch):
-    """Evaluators are trained where first needed and differ by machine kind: a current result scored by others
-    than this machine's cached ones says so; with none cached (nothing built yet) or the same, it does not."""
+def test_status_names_results_scored_by_other_evaluators(tmp_path):
+    """Results scored by other evaluator networks than the shipped ones (weights/; before they were shipped, each
+    machine trained its own) say so; with the same networks, or none shipped of that kind, they do not."""
     import json
 
-    from reproduce.run import ARTIFACTS, ROOT, input_parts, parts_hash, status
-    monkeypatch.setenv("CROSSFLOW_CACHE", str(tmp_path / "cache"))
+    from reproduce.run import ARTIFACTS, ROOT, input_parts, other_evaluators, parts_hash, status
     folder = tmp_path / "table9-smoke"
     (folder / "jobs").mkdir(parents=True)
     params = {"profile": "smoke"}
@@ -133,16 +132,19 @@ def test_status_names_results_scored_by_other_evaluators(tmp_path, monkeypatch):
     (folder / "inputs.json").write_text(json.dumps({"hash": parts_hash(parts), "params": params, "parts": parts}))
     (folder / "metrics.json").write_text(json.dumps({"provenance": {"evaluators": {"clip": "c" * 64}}}))
     (folder / "jobs" / "a-s0.json").write_text(json.dumps({"evaluators_sha256": {"judge": "a" * 64, "clip": "c" * 64}}))
-    assert dict(status("smoke", tmp_path))["table9"] == "current"                          # nothing built here
-    ev = tmp_path / "cache" / "evaluators"                   # status made it (cache_dir), empty
+    shipped = tmp_path / "weights"
+    ev = shipped / "evaluators"
+    ev.mkdir(parents=True)
+    assert other_evaluators(folder, shipped) == ""                                  # nothing shipped
     (ev / "judge-123.pt.sha256").write_text("a" * 64 + "  judge-123.pt\n")
     (ev / "clip-456.pt.sha256").write_text("c" * 64 + "  clip-456.pt\n")
-    assert dict(status("smoke", tmp_path))["table9"] == "current"                          # the same networks
+    assert other_evaluators(folder, shipped) == ""                                  # the same networks
     (ev / "judge-123.pt.sha256").write_text("b" * 64 + "  judge-123.pt\n")
-    state = dict(status("smoke", tmp_path))["table9"]
-    assert state.startswith("current; scored by other evaluators") and "judge aaaaaaaa vs bbbbbbbb" in state
-    assert "clip" not in state
-    assert dict(status("smoke", tmp_path, machine=False))["table9"] == "current"          # REPORT.md's view
+    note = other_evaluators(folder, shipped)
+    assert note.startswith("; scored by other evaluators") and "judge aaaaaaaa vs bbbbbbbb" in note
+    assert "clip" not in note
+    # the repository's own: the judge shipped in weights/ is not "a" * 64, so status says it
+    assert dict(status("smoke", tmp_path))["table9"].startswith("current; scored by other evaluators than the shipped")
 
 
 def test_modules_named_in_strings_can_be_declared_unused(tmp_path):
