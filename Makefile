@@ -79,7 +79,7 @@ test-fast: venv data
 # number with the committed one and the paper's, within the stated build-to-build spread (reproduce/verify.py)
 ARTIFACT ?= t2i
 verify: venv data
-	$(PY) -m reproduce.verify $(ARTIFACT) --profile $(PROFILE)
+	$(PY) -m reproduce.verify $(ARTIFACT) --profile $(PROFILE) $(if $(REBUILD),--rebuild-networks)
 
 # CUDA-only tests (skipped without a GPU), on the GPU runner
 test-gpu: venv data

@@ -5,9 +5,10 @@
 
 ``make reproduce`` on a fresh clone finds the committed results current (their inputs did not change) and
 recomputes nothing. This re-runs the artifact's notebook through the driver into a scratch folder, with an empty
-cache (scenes, autoencoder, caption embeddings, evaluators are rebuilt) and empty run folders (every model is
-trained again), then prints each number beside the committed one and the paper's, with the allowed
-build-to-build spread, and exits non-zero if a number moved by more than that.
+cache (scenes and caption embeddings are rebuilt; the autoencoder and evaluators are the shipped ones of
+``weights/``, or rebuilt too with ``--rebuild-networks``) and empty run folders (every model is trained again),
+then prints each number beside the committed one and the paper's, with the allowed build-to-build spread, and
+exits non-zero if a number moved by more than that.
 
 Allowed spread (decided before any re-derivation was run; a rebuild on the same machine type retrains the
 autoencoder and the evaluators, and the earlier fresh-clone runs moved FID-domain by 8-9%, README):
@@ -28,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 from reproduce.run import ARTIFACTS, ROOT, notebook_parameters, run
+from reproduce.weights import ENV_VAR as SHIPPED_ENV
 
 SPREAD = {"FID-domain": ("rel", 0.20), "GenEval-domain": ("abs", 0.10), "CLIPScore-domain": ("abs", 0.02)}
 DEFAULT_SPREAD = ("rel", 0.25)
@@ -127,12 +129,16 @@ def write_report(artifact: str, profile: str, rows: list[dict], text: str) -> No
     write_json(folder / f"{name}.json", {"artifact": artifact, "profile": profile, "rows": rows,
                                          "passed": all(r["ok"] for r in rows), "environment": environment_info()})
     env = environment_info()
+    networks = ("autoencoder and evaluators rebuilt" if os.environ.get(SHIPPED_ENV) == "0" else
+                "the shipped autoencoder and evaluators")
     with atomic_path(folder / f"{name}.txt") as tmp:
-        tmp.write_text(f"make verify ARTIFACT={artifact} PROFILE={profile}: re-derived from an empty cache on "
+        tmp.write_text(f"make verify ARTIFACT={artifact} PROFILE={profile}: re-derived from an empty cache "
+                       f"({networks}) on "
                        f"{env['time']} (code {env['code_version']}, {env['platform']})\n\n{text}\n")
 
 
-def verify(artifact: str, profile: str = "tiny", keep: str | None = None, committed: str | None = None) -> int:
+def verify(artifact: str, profile: str = "tiny", keep: str | None = None, committed: str | None = None,
+           rebuild_networks: bool = False) -> int:
     committed_dir = Path(committed) if committed else ROOT / "results" / (
         artifact if profile == "tiny" else f"{artifact}-{profile}")
     if not (committed_dir / "metrics.json").exists():
@@ -140,7 +146,10 @@ def verify(artifact: str, profile: str = "tiny", keep: str | None = None, commit
     scratch = Path(keep) if keep else Path(tempfile.mkdtemp(prefix=f"crossflow-verify-{artifact}-"))
     scratch.mkdir(parents=True, exist_ok=True)
     old_cache = os.environ.get("CROSSFLOW_CACHE")
-    os.environ["CROSSFLOW_CACHE"] = str(scratch / "cache")      # nothing reused: every network is rebuilt
+    os.environ["CROSSFLOW_CACHE"] = str(scratch / "cache")      # nothing reused but the shipped networks
+    old_shipped = os.environ.get(SHIPPED_ENV)
+    if rebuild_networks:
+        os.environ[SHIPPED_ENV] = "0"                             # the autoencoder and evaluators trained here too
     known = notebook_parameters(ROOT / ARTIFACTS[artifact][0])
     params = {k: str(scratch / "runs" / k) for k in ("run_dir", "runs_dir") if k in known}
     print(f"[verify] {artifact} ({profile}): re-deriving into {scratch} with an empty cache", flush=True)
@@ -153,10 +162,11 @@ def verify(artifact: str, profile: str = "tiny", keep: str | None = None, commit
             write_report(artifact, profile, rows, text)
         return 0 if all(r["ok"] for r in rows) else 1
     finally:                                              # leave this process's environment as it was
-        if old_cache is None:
-            os.environ.pop("CROSSFLOW_CACHE", None)
-        else:
-            os.environ["CROSSFLOW_CACHE"] = old_cache
+        for var, value in (("CROSSFLOW_CACHE", old_cache), (SHIPPED_ENV, old_shipped)):
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -168,8 +178,10 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="tiny", choices=PROFILE_NAMES)
     ap.add_argument("--keep", default=None, help="scratch folder to keep (default: a temporary one, deleted)")
     ap.add_argument("--committed", default=None, help="the results folder to compare with (default: results/)")
+    ap.add_argument("--rebuild-networks", action="store_true",
+                    help="train the autoencoder and evaluators here too instead of using the shipped ones (weights/)")
     a = ap.parse_args(argv)
-    return verify(a.artifact, a.profile, a.keep, a.committed)
+    return verify(a.artifact, a.profile, a.keep, a.committed, a.rebuild_networks)
 
 
 if __name__ == "__main__":

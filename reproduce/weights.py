@@ -13,6 +13,9 @@ with it); :func:`seed_cache` names it and says how to take the shipped one. A co
 entry (other profiles, a changed recipe) trains as before.
 
     python -m reproduce.weights             # seed the cache; lists what it copied and what differs
+
+``CROSSFLOW_SHIPPED_WEIGHTS=0`` turns the seeding off (every network is then trained where first needed, as
+before; ``make verify ... REBUILD=1`` uses it to check that they are rebuilt alike).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from crossflow.integrity import sidecar, stored_checksum, verify
 from crossflow.utils import cache_dir, file_lock
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"
+ENV_VAR = "CROSSFLOW_SHIPPED_WEIGHTS"                 # "0": do not seed the cache
 
 
 def entries(shipped: Path = SHIPPED) -> list[Path]:
@@ -55,6 +59,10 @@ def seed_cache(shipped: Path = SHIPPED, verbose: bool = True) -> dict[str, list[
     """Copy every shipped entry the cache lacks into it. Returns {"copied": [...], "kept": [...], "differs": [...]}
     of ``<kind>/<name>`` entries; a damaged shipped entry raises ``RuntimeError`` (nothing of it is copied)."""
     out: dict[str, list[str]] = {"copied": [], "kept": [], "differs": []}
+    if os.environ.get(ENV_VAR) == "0":
+        if verbose:
+            print(f"[weights] {ENV_VAR}=0: the cache is not seeded; networks missing from it are trained here")
+        return out
     for entry in entries(shipped):
         kind, name = entry.parent.name, entry.name
         reason = verify(entry)

@@ -293,9 +293,11 @@ def test_verify_rederives_an_artifact_and_flags_a_moved_number(tmp_path, capsys)
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader(), w.writerows(rows)
     before = os.environ.get("CROSSFLOW_CACHE")
-    assert verify("table8", "smoke", keep=str(tmp_path / "v2"), committed=str(committed)) == 1
-    assert "1 moved more" in capsys.readouterr().out
+    assert verify("table8", "smoke", keep=str(tmp_path / "v2"), committed=str(committed), rebuild_networks=True) == 1
+    out = capsys.readouterr().out
+    assert "1 moved more" in out and "CROSSFLOW_SHIPPED_WEIGHTS=0" in out
     assert os.environ.get("CROSSFLOW_CACHE") == before, "verify leaked its scratch cache into the environment"
+    assert "CROSSFLOW_SHIPPED_WEIGHTS" not in os.environ, "verify leaked REBUILD into the environment"
 
 
 def test_rewriting_results_does_not_make_the_code_dirty():

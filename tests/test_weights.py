@@ -88,3 +88,13 @@ def test_the_shipped_weights_are_whole_and_are_what_tiny_loads(tmp_path, monkeyp
     ev = suite.load_evaluators(cfg, progress=False)
     shipped = {e.name.split("-")[0]: stored_checksum(e) for e in weights.entries() if e.parent.name == "evaluators"}
     assert ev.judge_info["sha256"] == shipped["judge"] and ev.clip_info["sha256"] == shipped["clip"]
+
+
+def test_seeding_can_be_turned_off(tmp_path, monkeypatch):
+    """make verify REBUILD=1 trains every network again: CROSSFLOW_SHIPPED_WEIGHTS=0 leaves the cache alone."""
+    monkeypatch.setenv("CROSSFLOW_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(weights.ENV_VAR, "0")
+    shipped = tmp_path / "weights"
+    _ship(shipped, "abc", 1.0)
+    assert weights.seed_cache(shipped) == {"copied": [], "kept": [], "differs": []}
+    assert not (tmp_path / "cache" / "evaluators" / "judge-abc.pt").exists()
