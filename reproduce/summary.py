@@ -50,8 +50,9 @@ def _recorded_verdict(claim: dict, metrics: dict) -> tuple[str, str]:
             return word, ev[claim["key"]]()
         except (KeyError, TypeError):
             return word, ""
-    if isinstance(m.get("verdict"), dict) and "verdict" in m["verdict"]:       # table5, table6, table9
-        return m["verdict"]["verdict"], m["verdict"].get("text", "").split(": ", 1)[-1]
+    if isinstance(m.get("verdict"), dict) and "verdict" in m["verdict"]:       # table5, table6, table7, table9
+        word, text = m["verdict"]["verdict"], m["verdict"].get("text", "").split(": ", 1)[-1]
+        return word, text.removeprefix(f"{word}: ")
     if art == "fig3" and isinstance(m.get("verdict"), dict):
         return "no formal verdict", f"sizes: {m['verdict'].get('size')}; steps: {m['verdict'].get('steps')}"
     if art == "table1":
