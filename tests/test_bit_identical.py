@@ -1,15 +1,16 @@
 """Refactors keep CPU results bit-identical: smoke-run fingerprints against a golden file.
 
-``tests/golden/cpu_fingerprints.json`` was written by the code of commit a264284 (the one that made the committed
-``results/``), before the device work of issue 11. Each entry is the sha256 of the exact bytes of something a
+``tests/golden/cpu_fingerprints-<CPU vendor>.json`` holds them per CPU kind: the Intel file was written by the code
+of commit a264284 (the one that made the Intel-made ``results/``), before the device work of issue 11; the AMD file
+by the code that made the AMD-made ones (2026-11-27; ``commit`` in the file). Each entry is the sha256 of the exact bytes of something a
 run produces on the CPU: the image latents, the trained weights (raw and EMA) of CrossFlow and of the noise +
 cross-attention baseline, their sampled images, text latents and a Table 10 text autoencoder. If a change moves
 any of them by one bit, this test fails and says which.
 
 Floating-point results depend on the torch build, the CPU kind and the data, so the golden file is keyed by the
-torch version, the CPU vendor (an AMD machine gives other bits than the Intel one that made it; measured
-2026-11-27) and a hash of the Fashion-MNIST files in use; elsewhere the test is skipped with the reason (regenerate the file
-there with ``python -m tests.test_bit_identical --write`` from a commit whose results you trust).
+torch version, the CPU vendor (an AMD machine gives other bits than an Intel one; measured 2026-11-27) and a hash
+of the Fashion-MNIST files in use; where no file matches, the test is skipped with the reason (write one there with
+``python -m tests.test_bit_identical --write`` from a commit whose results you trust).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-GOLDEN = Path(__file__).parent / "golden" / "cpu_fingerprints.json"
+GOLDEN_DIR = Path(__file__).parent / "golden"
 pytestmark = pytest.mark.slow
 
 
@@ -84,12 +85,20 @@ def cpu_vendor() -> str:
     return cpu_model("vendor_id")
 
 
+def golden_path(vendor: str) -> Path:
+    return GOLDEN_DIR / f"cpu_fingerprints-{vendor}.json"
+
+
 def test_cpu_results_are_bit_identical_to_the_golden_run(tmp_path, monkeypatch):
     # a cache of its own: an autoencoder cached by another test, trained with another thread count, holds other
     # bits (oneDNN convolutions sum in a thread-dependent order), and the golden run trained its own
     monkeypatch.setenv("CROSSFLOW_CACHE", str(tmp_path / "cache"))
-    golden = json.loads(GOLDEN.read_text())
     here = {"torch": torch.__version__, "cpu_vendor": cpu_vendor(), "data": data_key()}
+    path = golden_path(here["cpu_vendor"])
+    if not path.exists():
+        pytest.skip(f"no golden fingerprints for CPU vendor {here['cpu_vendor']} (tests/golden/: "
+                    f"{', '.join(sorted(p.name for p in GOLDEN_DIR.glob('*.json')))})")
+    golden = json.loads(path.read_text())
     made = {k: golden.get(k) for k in here}
     if made != here:
         pytest.skip(f"golden fingerprints were made with {made}, this machine has {here}")
@@ -116,5 +125,5 @@ if __name__ == "__main__":          # python -m tests.test_bit_identical --write
             "fingerprints": fp}
     print(json.dumps(body, indent=2))
     if "--write" in sys.argv:
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(json.dumps(body, indent=2) + "\n")
+        GOLDEN_DIR.mkdir(exist_ok=True)
+        golden_path(body["cpu_vendor"]).write_text(json.dumps(body, indent=2) + "\n")
