@@ -291,9 +291,7 @@ def other_evaluators(folder: Path, shipped: Path | None = None) -> str:
         for kind, sha in d.items():
             if kind in ("judge", "clip") and sha:
                 used.setdefault(kind, set()).add(sha)
-    ref: dict[str, set] = {}
-    for f in Path(shipped or weights.SHIPPED).joinpath("evaluators").glob("*.pt.sha256"):
-        ref.setdefault(f.name.split("-")[0], set()).add(f.read_text().split()[0])
+    ref = weights.shipped_evaluators(Path(shipped or weights.SHIPPED))
     other = {k: v - ref[k] for k, v in used.items() if ref.get(k) and v - ref[k]}
     if not other:
         return ""

@@ -36,6 +36,15 @@ def entries(shipped: Path = SHIPPED) -> list[Path]:
     return sorted(s.with_name(s.name[: -len(".sha256")]) for s in shipped.glob("*/*.sha256"))
 
 
+def shipped_evaluators(shipped: Path = SHIPPED) -> dict[str, set[str]]:
+    """The shipped evaluator networks' sha256 by kind ({"judge": {...}, "clip": {...}}), from their sidecars."""
+    out: dict[str, set[str]] = {}
+    for entry in entries(shipped):
+        if entry.parent.name == "evaluators":
+            out.setdefault(entry.name.split("-")[0], set()).add(stored_checksum(entry))
+    return out
+
+
 def _companions(entry: Path) -> list[Path]:
     """Files that travel with an entry: an evaluator's metadata (``judge-<key>.pt`` -> ``judge-<key>.json``)."""
     meta = entry.with_name(entry.name.split(".")[0] + ".json")

@@ -2,10 +2,10 @@
 
 ``tests/golden/cpu_fingerprints-<CPU vendor>.json`` holds them per CPU kind: the Intel file was written by the code
 of commit a264284 (the one that made the Intel-made ``results/``), before the device work of issue 11; the AMD file
-by the code that made the AMD-made ones (2026-11-27; ``commit`` in the file). Each entry is the sha256 of the exact bytes of something a
-run produces on the CPU: the image latents, the trained weights (raw and EMA) of CrossFlow and of the noise +
-cross-attention baseline, their sampled images, text latents and a Table 10 text autoencoder. If a change moves
-any of them by one bit, this test fails and says which.
+by the code that made the AMD-made ones (2026-11-27; ``commit`` in the file). Each entry is the sha256 of the
+exact bytes of something a run produces on the CPU: the image latents, the trained weights (raw and EMA) of
+CrossFlow and of the noise + cross-attention baseline, their sampled images, text latents and a Table 10 text
+autoencoder. If a change moves any of them by one bit, this test fails and says which.
 
 Floating-point results depend on the torch build, the CPU kind and the data, so the golden file is keyed by the
 torch version, the CPU vendor (an AMD machine gives other bits than an Intel one; measured 2026-11-27) and a hash
