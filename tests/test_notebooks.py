@@ -49,15 +49,18 @@ CHECKS = {
     and m["compression_ratio"]["padded"] > 1 and m["verdict"]["verdict"] in ("holds", "fails", "inconclusive"),
     "table3": lambda m: len(m["rows"]) == 15 and all(len(r["fid"]) == len(r["clip"]) == 2 for r in m["rows"])
     and set(m["verdicts"]) >= {f"{p}_{k}" for p in "abcde" for k in ("fid", "clip")}
-    and all(v in ("holds", "fails", "inconclusive", "not testable at this scale") for v in m["verdicts"].values()),
+    and all(v in ("holds", "fails", "inconclusive", "not testable at this scale") for v in m["verdicts"].values())
+    and m["fid_real_floor"]["value"] > 0 and m["fid_real_floor"]["n"] > 1,
     "table1": lambda m: 0.9 <= m["param_ratio"] <= 1.1 and m["cost"]["ratios"]["train_step"] > 0
     and len(m["crossflow"]) == len(m["baseline"]) == 2 and set(m["guidance_gates"]) == {"CrossFlow", "Standard FM (noise + cross-attention)"}
     and m["verdict"]["verdict"] in ("holds", "fails", "inconclusive", "not testable at this scale")
     and all(v["verdict"] in ("holds", "fails", "inconclusive") for v in m["verdicts"].values())
-    and m["crossflow"][0]["train_steps"] == m["baseline"][0]["train_steps"] == 20,
+    and m["crossflow"][0]["train_steps"] == m["baseline"][0]["train_steps"] == 20
+    and m["fid_real_floor"]["value"] > 0 and m["fid_real_floor"]["n"] > 1,
     "fig3": lambda m: len(m["sizes"]) == 10 and m["parameter_range"] >= 10 and len(m["curve"]) == 6
     and m["verdict"]["verdict"] in ("holds", "fails", "inconclusive")
-    and all(len(v) == 2 for v in m["verdict"]["size_gaps"].values()),
+    and all(len(v) == 2 for v in m["verdict"]["size_gaps"].values())
+    and m["fid_real_floor"]["value"] > 0 and m["fid_real_floor"]["n"] > 1,
     "sampler": lambda m: len(m["euler50"]["runs"]) == 2 and len(m["grid"]) == 3 * 2
     and all(r["nfe"] in (4, 50) for r in m["grid"]) and isinstance(m["verdict"], str),
     "precision": lambda m: len(m["runs"]) == 3 and all(len(r["history"]) > 0 for r in m["runs"].values())

@@ -21,12 +21,12 @@ Modules: ``configs`` (budgets, the matched baseline), ``pool`` (Job, Guidance, r
 """
 from .configs import baseline_config, experiment_config, fig3_plan, generator_parameters
 from .pool import Guidance, Job, JobResult, Scores, load_result, make_job, restore_record, run_jobs, save_record
-from .protocol import (benchmark_cost, evaluate_images, final_loss, geneval_score, run_job, sample_images,
-                       steps_to_loss)
+from .protocol import (benchmark_cost, evaluate_images, final_loss, geneval_score, real_fid_floor, run_job,
+                       sample_images, steps_to_loss)
 from .regime import (checkpoint_at, choose_point, curve_rows, doubling_trend, guidance_summary, regime_jobs, study_base,
                      target_check)
 from .stats import per_seed
 
 __all__ = ["baseline_config", "experiment_config", "fig3_plan", "generator_parameters", "Guidance", "Job",
            "restore_record", "save_record", "JobResult", "Scores", "load_result", "make_job", "run_jobs", "benchmark_cost", "evaluate_images", "final_loss", "run_job",
-           "sample_images", "steps_to_loss", "choose_point", "curve_rows", "doubling_trend", "regime_jobs", "study_base", "target_check", "geneval_score", "checkpoint_at", "guidance_summary", "per_seed"]
+           "real_fid_floor", "sample_images", "steps_to_loss", "choose_point", "curve_rows", "doubling_trend", "regime_jobs", "study_base", "target_check", "geneval_score", "checkpoint_at", "guidance_summary", "per_seed"]

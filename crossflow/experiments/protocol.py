@@ -60,6 +60,16 @@ def _eval_sets(cfg: Config, eval_cfg: Config, eval_sizes: dict | None = None):
     return _CACHE[key]
 
 
+def real_fid_floor(cfg: Config, eval_cfg: Config | None = None, eval_sizes: dict | None = None) -> dict:
+    """The real-vs-real floor of the jobs' FID-domain at the same n (issue 15, item 4): real *train* renders
+    against the very test reference the jobs are scored on (the first ``n_test`` test scenes, the same evaluators).
+    A generator cannot be expected to go below it at that n; a table reports its FID-domain beside it.
+    Returns {"value", "n"}."""
+    from ..features import load_scenes
+    ev, sets = _eval_sets(cfg, eval_cfg or cfg, eval_sizes)
+    n = sets["test"]["n"]
+    return {"value": float(ev.fid(load_scenes(cfg, "train").images[:n], feats_b=sets["test"]["ref"])["value"]), "n": n}
+
 def sample_images(model, cfg: Config, captions: Sequence[str], g: Guidance, seed: int, guide=None):
     from ..pipeline import text_to_image
     if g.kind == "autoguidance" and guide is None:
