@@ -70,7 +70,8 @@ CHECKS = {
     and m["verdict"]["verdict"] in ("holds", "fails", "not shown") and 10 < m["bicubic"]["psnr"] < 60,
     "fig9": lambda m: len(m["rows"]) == 7 + 3 and all(r["fid"] > 0 and 0 <= r["geneval"] <= 1 for r in m["rows"])
     and m["verdicts"]["indicator0_plausible"]["verdict"] in ("holds", "fails")
-    and m["verdicts"]["cfg_beats_ag"]["verdict"] in ("holds", "fails", "mixed"),
+    and m["verdicts"]["cfg_beats_ag"]["verdict"] in ("holds", "fails", "mixed")
+    and m["fid_real_floor"] > 0,
     "table5": lambda m: set(m["runs"]) == {"crossflow", "noise_concat", "regression"}
     and all(len(r) == 2 and all(0 <= x["absrel"] and 0 <= x["delta1"] <= 1 for x in r) for r in m["runs"].values())
     and m["verdict"]["verdict"] in ("holds", "fails", "not testable") and m["mean_depth_map"]["n"] == 8,
