@@ -70,6 +70,7 @@ def real_fid_floor(cfg: Config, eval_cfg: Config | None = None, eval_sizes: dict
     n = sets["test"]["n"]
     return {"value": float(ev.fid(load_scenes(cfg, "train").images[:n], feats_b=sets["test"]["ref"])["value"]), "n": n}
 
+
 def sample_images(model, cfg: Config, captions: Sequence[str], g: Guidance, seed: int, guide=None):
     from ..pipeline import text_to_image
     if g.kind == "autoguidance" and guide is None:
